@@ -1,0 +1,47 @@
+"""logitscope: see what a Hugging Face language model predicts at every layer and position.
+
+``import logitscope`` is light: torch and transformers load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "loading",
+    "Scope": "scope",
+    "LensResult": "result",
+    "LogitscopeError": "errors",
+    "ModelNotFoundError": "errors",
+    "CorruptWeightsError": "errors",
+    "RemoteCodeError": "errors",
+    "NoLMHeadError": "errors",
+    "UnsupportedModelError": "errors",
+    "InputError": "errors",
+    "EmptyInputError": "errors",
+    "ContextLengthError": "errors",
+    "LensMismatchError": "errors",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import *  # noqa: F403
+    from .loading import load
+    from .result import LensResult
+    from .scope import Scope
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'logitscope' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

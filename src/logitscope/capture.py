@@ -1,0 +1,91 @@
+"""Capture the residual stream at chosen rows during one forward pass, with hooks.
+
+Row 0 is the input of block 0 (after any embedding scaling or embedding norm the model applies);
+row ``l`` is the output of block ``l - 1``. The forward is stopped right after the last block
+needed, so the model never computes its own full-vocabulary logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .errors import UnsupportedModelError
+
+
+class _StopForward(Exception):
+    """Raised from a hook once every requested row is captured."""
+
+
+def _first_tensor(x) -> torch.Tensor:
+    """Block outputs are a tensor or a tuple/ModelOutput whose first entry is the stream."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)):
+        return x[0]
+    if hasattr(x, "to_tuple"):
+        return x.to_tuple()[0]
+    raise UnsupportedModelError(f"unexpected block output type {type(x).__name__}")
+
+
+@contextmanager
+def capture_streams(
+    blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Hook ``blocks`` so the next forward fills a dict ``{row: (batch, seq, d_model) tensor}``.
+
+    Args:
+        blocks: the model's block list.
+        rows: stream rows wanted, each in ``0..len(blocks)``.
+        stop: abort the forward after the last wanted row (use :func:`run_captured`).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    wanted = sorted(set(rows))
+    last = wanted[-1]
+    handles = []
+
+    def store(row: int, x) -> None:
+        if row in captured:
+            raise UnsupportedModelError(
+                f"block {row - 1 if row else 0} ran twice in one forward (shared layers?); "
+                "the lens needs one call per block"
+            )
+        captured[row] = _first_tensor(x).detach()
+        if stop and row == last:
+            raise _StopForward
+
+    if 0 in wanted:
+
+        def pre_hook(module, args, kwargs):
+            store(0, args[0] if args else kwargs["hidden_states"])
+
+        handles.append(blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+    for row in wanted:
+        if row == 0:
+            continue
+
+        def hook(module, args, output, row=row):
+            store(row, output)
+
+        handles.append(blocks[row - 1].register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], **inputs) -> dict[int, torch.Tensor]:
+    """One forward pass of ``model(**inputs)`` that returns the captured stream rows."""
+    with capture_streams(blocks, rows) as captured, torch.inference_mode():
+        try:
+            model(**inputs)
+        except _StopForward:
+            pass
+    missing = set(rows) - set(captured)
+    if missing:
+        raise UnsupportedModelError(f"the forward pass never reached stream rows {sorted(missing)}")
+    return captured

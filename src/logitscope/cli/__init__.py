@@ -1,0 +1,29 @@
+"""The ``logitscope`` command line: this module only registers commands.
+
+Each command lives in its own module (``cli/<name>.py``) exposing ``register(app)``; heavy imports
+(torch, transformers, plotting) happen inside the command functions so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import typer
+
+COMMANDS = ["lens"]  # modules under logitscope.cli, in help order
+
+app = typer.Typer(
+    name="logitscope",
+    help="See what a language model predicts at every layer and position.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _name in COMMANDS:
+    import_module(f".{_name}", __name__).register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

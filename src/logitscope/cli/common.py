@@ -1,0 +1,65 @@
+"""Shared CLI plumbing: clean errors, loading with a spinner, readable token text."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import wraps
+
+import typer
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line on stderr and exit (no traceback)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def clean_errors(fn: Callable) -> Callable:
+    """Turn LogitscopeError (and bad-file errors) into a one-line message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..errors import LogitscopeError
+
+        try:
+            return fn(*args, **kwargs)
+        except LogitscopeError as err:
+            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+            fail(f"{err.strerror}: {err.filename}")
+
+    return wrapper
+
+
+@contextmanager
+def status(message: str):
+    """A rich spinner on stderr while something slow runs (silent when not a terminal)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if console.is_terminal:
+        with console.status(message):
+            yield
+    else:
+        yield
+
+
+def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+    """Load a model for a command, with a spinner."""
+    from ..loading import load
+
+    with status(f"loading {model}"):
+        return load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def visible(text: str) -> str:
+    """Make whitespace in a token visible in a table cell: newline → ⏎, tab → ⇥, empty → ∅."""
+    if text == "":
+        return "∅"
+    return text.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "␍")
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,47 @@
+"""Every error logitscope raises on bad input: one clear exception type per cause.
+
+All derive from :class:`LogitscopeError`, so callers (and the CLI, which turns them into a
+one-line message and exit code 2) can catch them together.
+"""
+
+from __future__ import annotations
+
+
+class LogitscopeError(Exception):
+    """Base class of every error raised deliberately by logitscope."""
+
+
+class ModelNotFoundError(LogitscopeError):
+    """The model id or path does not resolve to a model."""
+
+
+class CorruptWeightsError(LogitscopeError):
+    """The weights file exists but cannot be read."""
+
+
+class RemoteCodeError(LogitscopeError):
+    """The model needs custom code and ``trust_remote_code=True`` was not passed."""
+
+
+class NoLMHeadError(LogitscopeError):
+    """The model has no language-modelling head, so there are no logits to compute."""
+
+
+class UnsupportedModelError(LogitscopeError):
+    """logitscope could not find the blocks/norm/head of this architecture, or its self-check failed."""
+
+
+class InputError(LogitscopeError, ValueError):
+    """The text or ids given cannot be run (empty, too long, unknown token...)."""
+
+
+class EmptyInputError(InputError):
+    """The input has no tokens."""
+
+
+class ContextLengthError(InputError):
+    """The input is longer than the model's context window."""
+
+
+class LensMismatchError(LogitscopeError):
+    """A lens or artefact was made for a different model than the one it is applied to."""

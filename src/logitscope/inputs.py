@@ -1,0 +1,166 @@
+"""Turn user input (text, ids, tensors; prompt + optional target) into token id sequences.
+
+One :class:`Encoded` per input. For causal and masked LMs the lens positions are the input
+tokens; for encoder-decoder models they are the decoder tokens: the decoder start token, then the
+target (teacher-forced) if one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .errors import ContextLengthError, EmptyInputError, InputError
+
+# Config fields holding a hard context limit (absolute position embeddings, RoPE tables).
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+# Relative-position models with no hard limit (their n_positions is only a training length).
+_NO_HARD_LIMIT = {"t5", "mt5", "umt5"}
+
+
+@dataclass
+class Encoded:
+    """One input, tokenised.
+
+    Attributes:
+        input_ids: (n_in,) the model input (the encoder input for encoder-decoder models).
+        decoder_ids: (n_dec,) decoder input for encoder-decoder models, else ``None``.
+        target_ids: (n_positions,) token scored at each lens position, -1 for none.
+    """
+
+    input_ids: list[int]
+    decoder_ids: list[int] | None
+    target_ids: list[int]
+
+    @property
+    def lens_ids(self) -> list[int]:
+        """Token ids at the lens positions."""
+        return self.decoder_ids if self.decoder_ids is not None else self.input_ids
+
+
+def is_single(x) -> bool:
+    """A single input (str, flat list of ints, 1-D tensor) rather than a list of them."""
+    if isinstance(x, str):
+        return True
+    if isinstance(x, torch.Tensor):
+        return x.dim() <= 1
+    return isinstance(x, Sequence) and (len(x) == 0 or isinstance(x[0], int))
+
+
+def to_ids(x, tokenizer, *, special_tokens: bool = True) -> list[int]:
+    """Token ids of a string (via the tokenizer), a list of ints or a 1-D LongTensor."""
+    if isinstance(x, str):
+        if tokenizer is None:
+            raise InputError("text input needs a tokenizer: pass tokenizer= to Scope, or give token ids")
+        return list(tokenizer(x, add_special_tokens=special_tokens)["input_ids"])
+    if isinstance(x, torch.Tensor):
+        if x.dim() != 1 or x.is_floating_point():
+            raise InputError(f"token ids must be a 1-D integer tensor, got shape {tuple(x.shape)} {x.dtype}")
+        return [int(i) for i in x.tolist()]
+    if isinstance(x, Sequence) and all(isinstance(i, int) for i in x):
+        return list(x)
+    raise InputError(f"expected text, a list of token ids or a 1-D LongTensor, got {type(x).__name__}")
+
+
+def context_limit(config) -> int | None:
+    """The longest input the model accepts, or ``None`` when it has no hard limit."""
+    if config.model_type in _NO_HARD_LIMIT:
+        return None
+    for name in _CONTEXT_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_length(ids: list[int], limit: int | None, truncate: bool, what: str) -> list[int]:
+    if not ids:
+        raise EmptyInputError(f"the {what} is empty: it has no tokens")
+    if limit is not None and len(ids) > limit:
+        if truncate:
+            return ids[:limit]
+        raise ContextLengthError(
+            f"the {what} has {len(ids)} tokens but the model's context is {limit}; "
+            "shorten it or pass truncate=True (keeps the first tokens)"
+        )
+    return ids
+
+
+def _check_vocab(ids: list[int], vocab_size: int) -> None:
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise InputError(f"token ids {bad[:5]} are outside the vocabulary (size {vocab_size})")
+
+
+def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, truncate: bool = False) -> Encoded:
+    """Tokenise one input (and optional target continuation) for the lens.
+
+    Targets: causal LMs score the next input token at every position, or with ``target`` only
+    the positions that predict the continuation; encoder-decoder models score the decoder's
+    next token; masked LMs score the token at the same position (what the MLM reconstructs).
+    """
+    limit = context_limit(config)
+    ids = to_ids(x, tokenizer)
+    if kind == "seq2seq":
+        ids = _check_length(ids, limit, truncate, "input")
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is None:
+            raise InputError("this encoder-decoder config has no decoder_start_token_id")
+        tgt = to_ids(target, tokenizer, special_tokens=False) if target is not None else []
+        dec = _check_length([int(start), *tgt], limit, truncate, "target")
+        _check_vocab(ids + dec, vocab_size)
+        return Encoded(ids, dec, dec[1:] + [-1])
+    if kind == "masked":
+        if target is not None:
+            raise InputError(
+                "masked LMs have no continuation to score: target= works with causal and encoder-decoder models"
+            )
+        ids = _check_length(ids, limit, truncate, "input")
+        _check_vocab(ids, vocab_size)
+        return Encoded(ids, None, list(ids))
+    if target is None:
+        ids = _check_length(ids, limit, truncate, "input")
+        _check_vocab(ids, vocab_size)
+        return Encoded(ids, None, ids[1:] + [-1])
+    cont = to_ids(target, tokenizer, special_tokens=False)
+    if not cont:
+        raise EmptyInputError("the target is empty: it has no tokens")
+    if not ids:
+        raise EmptyInputError("the input is empty: it has no tokens")
+    full = _check_length(ids + cont, limit, truncate, "input plus target")
+    _check_vocab(full, vocab_size)
+    n = len(ids)
+    targets = [full[i + 1] if i + 1 >= n and i + 1 < len(full) else -1 for i in range(len(full))]
+    return Encoded(full, None, targets)
+
+
+def track_ids(track, tokenizer, vocab_size: int) -> list[int]:
+    """Resolve ``track=`` items (single-token strings or ids) to token ids."""
+    out = []
+    for item in track or []:
+        if isinstance(item, int):
+            ids = [item]
+        else:
+            ids = to_ids(item, tokenizer, special_tokens=False)
+        if len(ids) != 1:
+            raise InputError(f"track item {item!r} is {len(ids)} tokens; each tracked item must be one token")
+        _check_vocab(ids, vocab_size)
+        out.append(ids[0])
+    return out
+
+
+def display_tokens(ids: Sequence[int], tokenizer) -> list[str]:
+    """Readable strings for token ids, decoded by the tokenizer itself (``Ġ``/``▁`` become spaces)."""
+    if tokenizer is None:
+        return [f"<{i}>" for i in ids]
+    texts = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+    out = []
+    for text, piece in zip(texts, pieces):
+        # SentencePiece decoding drops a word's leading space when the piece stands alone.
+        if isinstance(piece, str) and piece.startswith("\u2581") and not text.startswith(" "):
+            text = " " + text
+        out.append(text)
+    return out

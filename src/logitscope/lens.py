@@ -1,0 +1,177 @@
+"""The logit lens: encode → one batched forward with hooks → streaming stats → LensResult."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .capture import run_captured
+from .errors import EmptyInputError, InputError, UnsupportedModelError
+from .inputs import Encoded, display_tokens, encode, is_single, track_ids
+from .kernel import stream_stats
+from .result import LensResult
+
+
+def resolve_layers(layers, n_blocks: int) -> list[int]:
+    """Stream rows from ``layers=``: ints (negative count from the end) or names ("embed", "3")."""
+    if layers is None:
+        return list(range(n_blocks + 1))
+    if isinstance(layers, (int, str)):
+        layers = [layers]
+    rows = []
+    for item in layers:
+        if isinstance(item, str):
+            item = 0 if item == "embed" else int(item) if item.lstrip("-").isdigit() else None
+            if item is None:
+                raise InputError(f"unknown layer name in layers=; use 'embed', block numbers or ints (0..{n_blocks})")
+        row = item + n_blocks + 1 if item < 0 else item
+        if not 0 <= row <= n_blocks:
+            raise InputError(f"layer {item} out of range: the model has streams 0..{n_blocks}")
+        rows.append(row)
+    return sorted(set(rows))
+
+
+def layer_name(row: int) -> str:
+    return "embed" if row == 0 else str(row)
+
+
+def model_inputs(kind: str, batch: Sequence[Encoded], device, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded model kwargs for a batch; right padding leaves every real token's result unchanged."""
+
+    def pad(seqs: list[list[int]]):
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        return ids.to(device), mask.to(device)
+
+    ids, mask = pad([e.input_ids for e in batch])
+    out = {"input_ids": ids, "attention_mask": mask}
+    if kind == "seq2seq":
+        out["decoder_input_ids"], out["decoder_attention_mask"] = pad([e.decoder_ids for e in batch])
+    if kind != "masked":
+        out["use_cache"] = False
+    return out
+
+
+def run_lens(
+    scope, inputs, *, target=None, track=None, layers=None, top_k: int = 5, batch_size: int = 8, truncate: bool = False
+):
+    """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
+    parts = scope.require_head()
+    single = is_single(inputs)
+    items = [inputs] if single else list(inputs)
+    if not items:
+        raise EmptyInputError("no inputs given")
+    if single or target is None or isinstance(target, str) or is_single(target):
+        targets = [target] * len(items)
+    else:
+        targets = list(target)
+        if len(targets) != len(items):
+            raise InputError(f"{len(items)} inputs but {len(targets)} targets")
+    vocab_size = parts.vocab_size
+    if not 1 <= top_k <= vocab_size:
+        raise InputError(f"top_k must be between 1 and the vocabulary size ({vocab_size})")
+    tok, config = scope.tokenizer, scope.model.config
+    encs = [
+        encode(x, kind=parts.kind, tokenizer=tok, config=config, vocab_size=vocab_size, target=t, truncate=truncate)
+        for x, t in zip(items, targets)
+    ]
+    tracked = torch.tensor(track_ids(track, tok, vocab_size), dtype=torch.long)
+    L = parts.n_blocks
+    rows = resolve_layers(layers, L)
+    stat_rows = [r for r in rows if r != L] + [L]  # the kernel wants the final stream last
+    order = np.argsort([-len(e.lens_ids) for e in encs], kind="stable")  # longest first: OOM shows early
+    results: list[LensResult | None] = [None] * len(encs)
+    for b0 in range(0, len(order), batch_size):
+        idx = [int(i) for i in order[b0 : b0 + batch_size]]
+        batch = [encs[i] for i in idx]
+        kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
+        captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
+        lengths = [len(e.lens_ids) for e in batch]
+        valid = torch.zeros(len(batch), max(lengths), dtype=torch.bool)
+        for i, n in enumerate(lengths):
+            valid[i, :n] = True
+        valid = valid.to(captured[L].device)
+        streams = torch.stack([captured[r][valid] for r in stat_rows])  # (S, sum(lengths), d)
+        del captured
+        tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
+        stats = stream_stats(
+            streams, parts.unembed, targets=tgt, track=tracked, top_k=top_k, chunk_rows=scope.chunk_size
+        )
+        del streams
+        keep = [stat_rows.index(r) for r in rows]  # back to ascending stream order
+        offset = 0
+        for i, enc, n in zip(idx, batch, lengths):
+            sl = slice(offset, offset + n)
+            offset += n
+            results[i] = _make_result(scope, enc, stats, keep, rows, sl, tracked)
+    return results[0] if single else results
+
+
+def _make_result(scope, enc: Encoded, stats, keep: list[int], rows: list[int], sl: slice, tracked) -> LensResult:
+    parts, tok = scope.parts, scope.tokenizer
+    pick = lambda t: t[keep][:, sl].numpy()  # noqa: E731
+    top_ids = pick(stats.top_ids)
+    target_ids = np.asarray(enc.target_ids, dtype=np.int64)
+    ids = (
+        set(top_ids.ravel().tolist())
+        | set(enc.lens_ids)
+        | set(tracked.tolist())
+        | set(target_ids[target_ids >= 0].tolist())
+    )
+    ids = sorted(ids)
+    vocab = dict(zip(ids, display_tokens(ids, tok)))
+    logprob = pick(stats.target_logprob)
+    return LensResult(
+        tokens=[vocab[i] for i in enc.lens_ids],
+        token_ids=np.asarray(enc.lens_ids),
+        layer_names=[layer_name(r) for r in rows],
+        layers=np.asarray(rows),
+        entropy=pick(stats.entropy),
+        kl_to_final=pick(stats.kl_to_final),
+        top_ids=top_ids,
+        top_probs=pick(stats.top_probs),
+        target_ids=target_ids,
+        target_prob=np.exp(logprob),
+        target_logprob=logprob,
+        target_rank=pick(stats.target_rank),
+        tracked_ids=tracked.numpy(),
+        tracked_probs=np.exp(stats.tracked_logprobs[:, keep][:, :, sl].numpy()),
+        tracked_ranks=stats.tracked_ranks[:, keep][:, :, sl].numpy(),
+        vocab=vocab,
+        source_tokens=display_tokens(enc.input_ids, tok) if enc.decoder_ids is not None else None,
+        meta={"model": scope.name, "model_type": parts.model_type, "kind": parts.kind, "n_blocks": parts.n_blocks},
+    )
+
+
+def self_check(scope, *, n_tokens: int = 6) -> float:
+    """Compare the lens's final row with the model's own logits on a short probe.
+
+    Returns the max absolute difference of log-probabilities; raises
+    :class:`UnsupportedModelError` when it is too large to trust the lens.
+    """
+    parts, model = scope.parts, scope.model
+    V = parts.vocab_size
+    probe = [(7 + 13 * i) % V for i in range(n_tokens)]
+    enc = Encoded(probe, [int(model.config.decoder_start_token_id), probe[0]] if parts.kind == "seq2seq" else None, [])
+    kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
+    with torch.inference_mode():
+        ref = model(**kwargs).logits[0].float()
+        captured = run_captured(model, parts.blocks, [parts.n_blocks], **kwargs)
+        ours = parts.unembed(captured[parts.n_blocks][0])
+    ref, ours = ref.log_softmax(-1), ours.to(ref.device).log_softmax(-1)
+    diff = float((ref - ours).abs().max())
+    tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
+    if not diff <= tol:
+        raise UnsupportedModelError(
+            f"logitscope cannot reproduce the logits of architecture {parts.model_type!r} "
+            f"({type(model).__name__}): its lens of the last layer differs from the model's own "
+            f"log-probabilities by {diff:.3g} (> {tol}). Refusing rather than giving wrong numbers; "
+            f"parts used: {parts.describe()}"
+        )
+    return diff

@@ -1,0 +1,147 @@
+"""Load a model (hub id, local path, or ``"demo"``) with its tokenizer into a :class:`Scope`.
+
+Safe by default: ``trust_remote_code`` is off unless passed, safetensors are preferred, and every
+failure becomes one clear :mod:`logitscope.errors` exception.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import CorruptWeightsError, LogitscopeError, ModelNotFoundError, RemoteCodeError
+
+DEMO_DIR = Path(__file__).parent / "demo_model"
+
+
+def resolve_name(name: str | os.PathLike) -> str:
+    """Map ``"demo"`` to the bundled model and check that local paths exist."""
+    text = os.fspath(name)
+    if not text.strip():
+        raise ModelNotFoundError("empty model name")
+    if text == "demo":
+        if not (DEMO_DIR / "config.json").exists():
+            raise ModelNotFoundError(f"the bundled demo model is missing from {DEMO_DIR} (broken install?)")
+        return str(DEMO_DIR)
+    path = Path(text).expanduser()
+    # Hub ids are "name" or "org/name"; anything else is meant as a local path.
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if looks_local and not path.exists():
+        raise ModelNotFoundError(f"no model at {text!r}: the path does not exist")
+    if path.is_dir() and not (path / "config.json").exists():
+        raise ModelNotFoundError(f"{text!r} is a directory without a config.json, not a Hugging Face model")
+    return str(path) if path.exists() else text
+
+
+def pick_device(device: str | None) -> str:
+    """``"auto"`` → cuda, then mps, then cpu."""
+    if device not in (None, "auto"):
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _model_class(config):
+    import transformers as tf
+
+    if getattr(config, "is_encoder_decoder", False):
+        return tf.AutoModelForSeq2SeqLM
+    archs = getattr(config, "architectures", None) or []
+    if any("MaskedLM" in a or "ForPreTraining" in a for a in archs):
+        return tf.AutoModelForMaskedLM
+    if any("CausalLM" in a or "LMHeadModel" in a for a in archs):
+        return tf.AutoModelForCausalLM
+    if config.model_type in tf.models.auto.modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        if not archs or config.model_type not in tf.models.auto.modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+            return tf.AutoModelForCausalLM
+    if config.model_type in tf.models.auto.modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return tf.AutoModelForMaskedLM
+    return tf.AutoModel
+
+
+def load(
+    name: str | os.PathLike,
+    *,
+    device: str | None = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    device_map: str | dict | None = None,
+    self_check: bool = True,
+    chunk_size: int | None = None,
+):
+    """Load a model and tokenizer into a :class:`~logitscope.scope.Scope`.
+
+    Args:
+        name: hub id, local directory, or ``"demo"`` for the bundled model.
+        device: ``"auto"`` (cuda → mps → cpu), or any torch device string.
+        dtype: ``"auto"`` (the checkpoint's dtype) or a torch dtype name such as ``"bfloat16"``.
+        trust_remote_code: allow the model's own Python code to run. Off unless asked.
+        device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` with accelerate) instead of
+            ``device``, for models larger than one device.
+        self_check: verify that the lens's last row reproduces the model's own logits.
+
+    Raises:
+        ModelNotFoundError, CorruptWeightsError, RemoteCodeError, UnsupportedModelError.
+        A checkpoint with no LM head (e.g. a sentence-embedding BERT) loads as an encoder:
+        embeddings work, lens/logits raise ``NoLMHeadError``.
+    """
+    import torch
+    import transformers as tf
+
+    from .scope import Scope
+
+    path = resolve_name(name)
+    common = {"trust_remote_code": trust_remote_code, "revision": revision}
+    try:
+        config = tf.AutoConfig.from_pretrained(path, **common)
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise RemoteCodeError(
+                f"{name!r} needs its own Python code; pass trust_remote_code=True only if you trust it"
+            ) from None
+        raise ModelNotFoundError(f"cannot read the config of {name!r}: {err}") from None
+    except (OSError, KeyError) as err:
+        raise ModelNotFoundError(
+            f"model {name!r} not found: not a local directory and not in the Hugging Face cache "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, str(dtype).replace("torch.", ""))
+    cls = _model_class(config)
+    kwargs = dict(common, dtype=torch_dtype, output_loading_info=True)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        model, info = cls.from_pretrained(path, config=config, **kwargs)
+    except LogitscopeError:
+        raise
+    except Exception as err:  # transformers/safetensors raise many types for unreadable files
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "trust_remote_code" in msg:
+            raise RemoteCodeError(f"{name!r} needs trust_remote_code=True") from None
+        if isinstance(err, OSError) and "does not appear to have" in msg:
+            raise ModelNotFoundError(f"{name!r} has no weights file: {msg}") from None
+        raise CorruptWeightsError(f"cannot read the weights of {name!r}: {type(err).__name__}: {msg}") from None
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
+    base = getattr(model, "base_model_prefix", "")
+    head_missing = [k for k in missing if base and not k.startswith(base + ".")]
+    body_missing = [k for k in missing if k not in head_missing]
+    if body_missing:
+        raise CorruptWeightsError(
+            f"the checkpoint of {name!r} lacks {len(body_missing)} weights, e.g. {body_missing[:3]}"
+        )
+    if head_missing:  # no LM head in the checkpoint: keep only the encoder, never a random head
+        model = getattr(model, base)
+    if device_map is None:
+        model = model.to(pick_device(device))
+    tokenizer = None
+    try:
+        tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)
+    except Exception:  # noqa: BLE001 - a model without a tokenizer still works with token ids
+        tokenizer = None
+    return Scope(model, tokenizer, name=str(name), self_check=self_check, chunk_size=chunk_size)

@@ -1,0 +1,151 @@
+"""The lens-relevant parts of one loaded model: its blocks and its unembedding pipeline.
+
+``resolve(model)`` turns an :class:`~logitscope.registry.ArchSpec` into modules, and
+:meth:`ModelParts.unembed` is the model's own tail (final norm → rescale → pre-head modules →
+head → logits bias → post-head transforms) applied to any residual stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import NoLMHeadError
+from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, spec_for
+
+
+@dataclass
+class ModelParts:
+    """Blocks and head of a model, with the dotted paths they were found at.
+
+    Attributes:
+        kind: ``"causal"``, ``"seq2seq"`` (lens over decoder blocks) or ``"masked"``.
+        blocks: the residual blocks; stream row ``l`` is the output of ``blocks[l - 1]``.
+        scale: factor applied to the normed stream before the head (T5), or ``None``.
+        discovered: ``True`` when the architecture was not in the registry.
+    """
+
+    kind: Kind
+    model_type: str
+    spec: ArchSpec
+    blocks: nn.ModuleList
+    final_norm: nn.Module | None
+    pre_head: list[nn.Module]
+    pre_head_paths: list[str]
+    head: nn.Module
+    head_path: str
+    logits_bias: torch.Tensor | None
+    scale: float | None
+    post: PostHead
+    discovered: bool
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def vocab_size(self) -> int:
+        weight = getattr(self.head, "weight", None)
+        if weight is None:  # an MLM head wrapper: its decoder holds the weight
+            for module in self.head.modules():
+                if isinstance(module, nn.Linear):
+                    weight = module.weight
+        return int(weight.shape[0])
+
+    @property
+    def head_device(self) -> torch.device:
+        return next(self.head.parameters()).device
+
+    def unembed(self, h: torch.Tensor) -> torch.Tensor:
+        """Map residual streams ``(..., d_model)`` to float32 logits ``(..., vocab)``."""
+        h = h.to(self.head_device)
+        if self.final_norm is not None:
+            h = self.final_norm(h)
+        if self.scale is not None:
+            h = h * self.scale
+        for module in self.pre_head:
+            h = module(h)
+        z = self.head(h)
+        if self.logits_bias is not None:
+            z = z + self.logits_bias.to(z.device)
+        z = z.float()
+        post = self.post
+        if post.divide_by is not None:
+            z.div_(post.divide_by)
+        if post.multiply_by is not None:
+            z.mul_(post.multiply_by)
+        if post.softcap is not None:
+            z.div_(post.softcap).tanh_().mul_(post.softcap)
+        return z
+
+    def describe(self) -> dict[str, object]:
+        """Module paths and transforms, for ``Scope.info()`` and error messages."""
+        spec = self.spec
+        return {
+            "blocks": spec.blocks,
+            "final_norm": spec.final_norm if self.final_norm is not None else None,
+            "pre_head": list(self.pre_head_paths),
+            "head": self.head_path,
+            "logits_bias": spec.logits_bias if self.logits_bias is not None else None,
+            "scale": self.scale,
+            "post_head": list(self.post.names),
+            "discovered": self.discovered,
+        }
+
+
+def _get(model: nn.Module, path: str | None):
+    """``model.get_submodule``/attribute lookup that returns ``None`` for absent or ``None`` parts."""
+    if not path:
+        return None
+    obj = model
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def resolve(model: nn.Module) -> ModelParts:
+    """Find the blocks and unembedding pipeline of ``model``.
+
+    Raises:
+        NoLMHeadError: the model has no LM head (e.g. a bare ``BertModel``).
+    """
+    spec, discovered = spec_for(model)
+    kind = model_kind(model)
+    blocks = _get(model, spec.blocks)
+    if spec.head is not None:
+        head, head_path = _get(model, spec.head), spec.head
+    else:
+        getter = getattr(model, "get_output_embeddings", None)
+        head = getter() if getter is not None else None
+        head_path = next((n for n, m in model.named_modules() if m is head), "") if head is not None else ""
+    if head is None or blocks is None:
+        name = type(model).__name__
+        raise NoLMHeadError(
+            f"{name} has no language-modelling head (no logits to lens). Load the model with its "
+            "head (e.g. *ForCausalLM / *ForMaskedLM), or use scope.embed()/scope.nearest(), which "
+            "need only the input embeddings."
+        )
+    config = model.config
+    scale = None
+    if spec.scale_decoder_output and getattr(config, "scale_decoder_outputs", False):
+        scale = float(config.d_model) ** -0.5
+    present = [p for p in spec.pre_head if _get(model, p) is not None]
+    return ModelParts(
+        kind=kind,
+        model_type=config.model_type,
+        spec=spec,
+        blocks=blocks,
+        final_norm=_get(model, spec.final_norm),
+        pre_head=[_get(model, p) for p in present],
+        pre_head_paths=present,
+        head=head,
+        head_path=head_path,
+        logits_bias=_get(model, spec.logits_bias),
+        scale=scale,
+        post=post_head(config),
+        discovered=discovered,
+    )

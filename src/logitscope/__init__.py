@@ -29,10 +29,10 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .errors import *  # noqa: F403
-    from .loading import load
-    from .result import LensResult
-    from .scope import Scope
+    from .errors import *  # noqa: F403,F401
+    from .loading import load  # noqa: F401
+    from .result import LensResult  # noqa: F401
+    from .scope import Scope  # noqa: F401
 
 
 def __getattr__(name: str):

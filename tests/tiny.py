@@ -173,3 +173,40 @@ def build(name: str, seed: int = 0, noise: float = 0.05):
         if bias is not None:
             bias.add_(torch.randn_like(bias) * 0.5)
     return model.eval()
+
+
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. And God said, Let there be light: and there was light.\n"
+    "In the beginning was the Word, and the Word was with God. The cat sat on the mat; the dog sat on the log."
+)
+
+
+def tokenizer(vocab_size: int = 300):
+    """A small byte-level BPE tokenizer trained in code (no hub), wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator([TEXT] * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def saved_gpt2(path, *, n_layer: int = L, seed: int = 0):
+    """Save a tiny GPT-2 and its tokenizer to ``path`` (a model directory like a hub snapshot)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = tokenizer()
+    cfg = GPT2Config(n_layer=n_layer, n_embd=D, n_head=4, n_positions=64, vocab_size=len(tok), bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return model.eval(), tok

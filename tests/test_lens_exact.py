@@ -10,15 +10,31 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 import tiny
+import torch
 from torch import nn
 
 import logitscope
 
 # Where each test architecture keeps the blocks the lens runs over (test-side knowledge).
 BLOCKS = {
-    **dict.fromkeys(["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi", "phi3", "mixtral", "granite", "cohere"], "model.layers"),
+    **dict.fromkeys(
+        [
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "phi",
+            "phi3",
+            "mixtral",
+            "granite",
+            "cohere",
+        ],
+        "model.layers",
+    ),
     **dict.fromkeys(["gpt2", "bloom", "falcon", "gptj", "gpt_neo"], "transformer.h"),
     "gpt_neox": "gpt_neox.layers",
     "opt": "model.decoder.layers",

@@ -193,7 +193,9 @@ def tokenizer(vocab_size: int = 300):
         vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator([TEXT] * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
 
 
 def saved_gpt2(path, *, n_layer: int = L, seed: int = 0):
@@ -201,7 +203,9 @@ def saved_gpt2(path, *, n_layer: int = L, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = tokenizer()
-    cfg = GPT2Config(n_layer=n_layer, n_embd=D, n_head=4, n_positions=64, vocab_size=len(tok), bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        n_layer=n_layer, n_embd=D, n_head=4, n_positions=64, vocab_size=len(tok), bos_token_id=0, eos_token_id=0
+    )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(cfg)
     with torch.no_grad():

@@ -161,17 +161,21 @@ def self_check(scope, *, n_tokens: int = 6) -> float:
     enc = Encoded(probe, [int(model.config.decoder_start_token_id), probe[0]] if parts.kind == "seq2seq" else None, [])
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
     with torch.inference_mode():
-        ref = model(**kwargs).logits[0].float()
-        captured = run_captured(model, parts.blocks, [parts.n_blocks], **kwargs)
-        ours = parts.unembed(captured[parts.n_blocks][0])
-    ref, ours = ref.log_softmax(-1), ours.to(ref.device).log_softmax(-1)
-    diff = float((ref - ours).abs().max())
+        ref = model(**kwargs).logits[0].float().log_softmax(-1)
+        try:
+            captured = run_captured(model, parts.blocks, [parts.n_blocks], **kwargs)
+            ours = parts.unembed(captured[parts.n_blocks][0]).to(ref.device).log_softmax(-1)
+            diff = float((ref - ours).abs().max()) if ours.shape == ref.shape else float("inf")
+        except (RuntimeError, ValueError, TypeError) as err:  # e.g. shapes that do not chain
+            diff, problem = float("inf"), f"{type(err).__name__}: {str(err).splitlines()[0]}"
+        else:
+            problem = f"log-probabilities differ by {diff:.3g}"
     tol = 1e-3 if next(model.parameters()).dtype == torch.float32 else 5e-2
     if not diff <= tol:
         raise UnsupportedModelError(
             f"logitscope cannot reproduce the logits of architecture {parts.model_type!r} "
-            f"({type(model).__name__}): its lens of the last layer differs from the model's own "
-            f"log-probabilities by {diff:.3g} (> {tol}). Refusing rather than giving wrong numbers; "
+            f"({type(model).__name__}): its lens of the last layer does not reproduce the model's own "
+            f"output ({problem}; tolerance {tol}). Refusing rather than giving wrong numbers; "
             f"parts used: {parts.describe()}"
         )
     return diff

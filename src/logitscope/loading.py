@@ -52,6 +52,8 @@ def _model_class(config):
     if getattr(config, "is_encoder_decoder", False):
         return tf.AutoModelForSeq2SeqLM
     archs = getattr(config, "architectures", None) or []
+    if archs and not any("LM" in a or "For" in a for a in archs):
+        return tf.AutoModel  # a bare encoder checkpoint (e.g. sentence embeddings): no head to load
     if any("MaskedLM" in a or "ForPreTraining" in a for a in archs):
         return tf.AutoModelForMaskedLM
     if any("CausalLM" in a or "LMHeadModel" in a for a in archs):
@@ -116,6 +118,9 @@ def load(
     kwargs = dict(common, dtype=torch_dtype, output_loading_info=True)
     if device_map is not None:
         kwargs["device_map"] = device_map
+    tf.utils.logging.disable_progress_bar()
+    verbosity = tf.utils.logging.get_verbosity()
+    tf.utils.logging.set_verbosity_error()  # the load report is ours to give, as an error
     try:
         model, info = cls.from_pretrained(path, config=config, **kwargs)
     except LogitscopeError:
@@ -127,6 +132,8 @@ def load(
         if isinstance(err, OSError) and "does not appear to have" in msg:
             raise ModelNotFoundError(f"{name!r} has no weights file: {msg}") from None
         raise CorruptWeightsError(f"cannot read the weights of {name!r}: {type(err).__name__}: {msg}") from None
+    finally:
+        tf.utils.logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     base = getattr(model, "base_model_prefix", "")
     head_missing = [k for k in missing if base and not k.startswith(base + ".")]

@@ -145,7 +145,8 @@ def discover(model) -> ArchSpec:
 
     Blocks: the longest ``nn.ModuleList`` whose children share one class (for encoder-decoder
     models, one under a ``decoder``). Final norm: a known norm name on the module that owns it.
-    Head: ``get_output_embeddings()``, plus ``final_logits_bias`` if the model has one.
+    Head: ``get_output_embeddings()``, plus ``final_logits_bias`` if the model has one, and a
+    ``d_model -> d_head`` projection on the owner when the head is narrower than the stream.
     """
     import torch.nn as nn
 
@@ -170,5 +171,16 @@ def discover(model) -> ArchSpec:
         if isinstance(getattr(owner, name, None), nn.Module):
             final_norm = f"{owner_path}.{name}" if owner_path else name
             break
+    # A head narrower than the stream (OPT-350m style) needs the owner's d_model -> d_head projection.
+    pre_head: tuple[str, ...] = ()
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    d_head = getattr(head, "in_features", None)
+    d_model = getattr(model.config, "hidden_size", None)
+    if d_head is not None and d_model is not None and d_head != d_model:
+        for name, child in owner.named_children():
+            if isinstance(child, nn.Linear) and (child.in_features, child.out_features) == (d_model, d_head):
+                pre_head = (f"{owner_path}.{name}" if owner_path else name,)
+                break
     bias = "final_logits_bias" if hasattr(model, "final_logits_bias") else None
-    return ArchSpec(blocks, final_norm, logits_bias=bias)
+    scale = bool(getattr(model.config, "scale_decoder_outputs", False))  # T5-style rescale flag
+    return ArchSpec(blocks, final_norm, pre_head=pre_head, logits_bias=bias, scale_decoder_output=scale)

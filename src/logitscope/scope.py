@@ -115,3 +115,131 @@ class Scope:
             batch_size=batch_size,
             truncate=truncate,
         )
+
+    # -- logits and embeddings (logits.py, embeddings.py) -------------------------------------
+    def logits(
+        self,
+        inputs,
+        *,
+        target=None,
+        generate: int | None = None,
+        batch_size: int = 8,
+        truncate: bool = False,
+        device="cpu",
+        dtype=torch.float32,
+    ):
+        """The model's own output logits at every position.
+
+        Args:
+            inputs: text, token ids or a 1-D LongTensor (→ one ``LogitsResult``), or a list of
+                those (→ a list; batched with padding, same logits as one at a time).
+            target: causal LMs: a continuation appended to the input; encoder-decoder models: the
+                decoder text, teacher-forced (logits at the start token and every target token).
+                Without it an encoder-decoder model gives the first decoder step only.
+            generate: greedy-decode up to this many tokens; each row of ``logits`` is one step.
+            batch_size: inputs per forward pass.
+            truncate: cut over-long inputs to the context length instead of raising.
+            device: where the logits are returned (``None``: the model's device).
+            dtype: their dtype (``None``: the model's).
+        """
+        from .logits import run_logits
+
+        return run_logits(
+            self,
+            inputs,
+            target=target,
+            generate=generate,
+            batch_size=batch_size,
+            truncate=truncate,
+            device=device,
+            dtype=dtype,
+        )
+
+    def info(self):
+        """Architecture, size, layers, d_model, vocab, tied embeddings, head modules, dtype, device."""
+        from .embeddings import model_info
+
+        return model_info(self)
+
+    def nearest(self, token, k: int = 10, *, metric: str = "cosine", include_self: bool = False):
+        """Tokens whose input embeddings are nearest to a token's (or a vector's).
+
+        Args:
+            token: a single-token string, a token id, a (d_model,) vector, or a list of those.
+            k: how many neighbours.
+            metric: ``"cosine"`` or ``"dot"``.
+            include_self: keep the query token among its neighbours.
+        """
+        from .embeddings import nearest
+
+        return nearest(self, token, k=k, metric=metric, include_self=include_self)
+
+    def embed(self, inputs, *, special_tokens: bool = True):
+        """Input embedding vectors (rows of the embedding table) of a text or ids: ``(P, d_model)``."""
+        from .embeddings import embed
+
+        return embed(self, inputs, special_tokens=special_tokens)
+
+    def embed_through_head(self, inputs, k: int = 10, *, tail: bool = False, special_tokens: bool = True):
+        """Input embeddings projected by the output head; the top-k tokens per position.
+
+        Args:
+            inputs: text or token ids.
+            k: tokens kept per position.
+            tail: ``False``: the head matrix only (``lm_head(wte(ids))``); ``True``: the model's whole
+                unembedding (final norm, scaling, head, logit transforms).
+            special_tokens: add the tokenizer's special tokens to text.
+        """
+        from .embeddings import embed_through_head
+
+        return embed_through_head(self, inputs, k=k, tail=tail, special_tokens=special_tokens)
+
+    def evaluate(
+        self,
+        data,
+        *,
+        max_tokens: int | None = None,
+        seq_len: int | None = None,
+        batch_size: int | str = "auto",
+        ci: str = "bootstrap",
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        seed: int = 0,
+        dist=None,
+        progress=None,
+    ):
+        """Per-layer cross-entropy, bits per byte, KL to final, entropy and top-1 curves over a corpus.
+
+        Documents are tokenised lazily, each followed by EOS, and cut into windows of
+        ``seq_len + 1`` tokens overlapping by one, so every token but the first is scored once.
+
+        Args:
+            data: a ``pathlib.Path`` (text file, JSONL with a ``text`` field, or a directory of
+                them), a ``str`` (one document), an iterable of ``str`` (documents), a 1-D integer
+                tensor/array or iterable of ints (a token stream), or an iterable of id lists.
+            max_tokens: stop after exactly this many scored tokens.
+            seq_len: tokens per window (default 1024, capped at the model's context).
+            batch_size: windows per forward, or ``"auto"`` (from free memory).
+            ci: ``"bootstrap"`` (percentile, over windows) or ``"stderr"`` (normal approximation).
+            confidence: CI level. n_boot: bootstrap resamples. seed: bootstrap seed.
+            dist: a :class:`~logitscope.distributed.DistContext` to shard windows across ranks.
+            progress: ``callback(tokens_done, total_estimate)`` after every batch.
+
+        Returns:
+            :class:`~logitscope.evaluate.EvalResult`.
+        """
+        from .evaluate import run_eval
+
+        return run_eval(
+            self,
+            data,
+            max_tokens=max_tokens,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            ci=ci,
+            confidence=confidence,
+            n_boot=n_boot,
+            seed=seed,
+            dist=dist,
+            progress=progress,
+        )

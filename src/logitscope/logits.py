@@ -1,0 +1,411 @@
+"""The model's own output logits at every position, and greedy decoding with per-step logits.
+
+:func:`run_logits` implements :meth:`logitscope.Scope.logits`. Positions follow the lens: the input
+tokens for causal and masked LMs, the decoder tokens (start token, then any target) for
+encoder-decoder models. Every logits row comes from ``model(...).logits``, never from a re-projection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ContextLengthError, EmptyInputError, InputError
+from .inputs import Encoded, context_limit, display_tokens, encode, is_single
+from .lens import model_inputs
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TopTokens:
+    """The top-k tokens of a logits matrix at each position, as plain lists and numpy arrays.
+
+    ``P`` = positions shown, ``k`` = tokens kept per position. This is the ``--format json``
+    payload of ``logitscope logits`` (see ``docs/logits_embeddings.md``); :meth:`from_dict`
+    inverts :meth:`to_dict`.
+
+    Attributes:
+        positions: (P,) index of each row among the positions of the source result.
+        tokens: (P,) display string of the token at each position.
+        token_ids: (P,) its id.
+        top_ids: (P, k) most likely tokens first; top_tokens: (P, k) their display strings.
+        top_probs: (P, k) softmax probabilities; top_logits: (P, k) the raw logits.
+        target_ids: (P,) the token each position is scored against, -1 for none;
+            target_tokens: its display string (``None`` for none).
+        target_probs: (P,) its probability (NaN for none); target_ranks: (P,) its rank, 0 = top-1
+            (-1 for none).
+        source_tokens: tokens of the input that are not positions (encoder input, or the prompt of
+            a causal ``generate``), else ``None``.
+        generated_text: the greedy continuation when ``generate=`` was used, else ``None``.
+        meta: model name, model type, kind.
+    """
+
+    positions: np.ndarray
+    tokens: list[str]
+    token_ids: np.ndarray
+    top_ids: np.ndarray
+    top_tokens: list[list[str]]
+    top_probs: np.ndarray
+    top_logits: np.ndarray
+    target_ids: np.ndarray
+    target_tokens: list[str | None]
+    target_probs: np.ndarray
+    target_ranks: np.ndarray
+    source_tokens: list[str] | None = None
+    generated_text: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        P = len(self.tokens)
+        self.positions = np.asarray(self.positions, dtype=np.int64).reshape(P)
+        self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(P)
+        self.top_ids = np.asarray(self.top_ids, dtype=np.int64).reshape(P, -1)
+        self.top_probs = np.asarray(self.top_probs, dtype=np.float32).reshape(self.top_ids.shape)
+        self.top_logits = np.asarray(self.top_logits, dtype=np.float32).reshape(self.top_ids.shape)
+        self.target_ids = np.asarray(self.target_ids, dtype=np.int64).reshape(P)
+        self.target_probs = np.asarray(self.target_probs, dtype=np.float32).reshape(P)
+        self.target_ranks = np.asarray(self.target_ranks, dtype=np.int64).reshape(P)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; floats rounded to 7 digits, NaN written as ``null``."""
+
+        def floats(a: np.ndarray):
+            return np.where(np.isnan(a), None, a.astype(np.float64).round(7)).tolist()
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "meta": dict(self.meta),
+            "positions": self.positions.tolist(),
+            "tokens": list(self.tokens),
+            "token_ids": self.token_ids.tolist(),
+            "top_ids": self.top_ids.tolist(),
+            "top_tokens": [list(row) for row in self.top_tokens],
+            "top_probs": floats(self.top_probs),
+            "top_logits": floats(self.top_logits),
+            "target_ids": self.target_ids.tolist(),
+            "target_tokens": list(self.target_tokens),
+            "target_probs": floats(self.target_probs),
+            "target_ranks": self.target_ranks.tolist(),
+            "source_tokens": self.source_tokens,
+            "generated_text": self.generated_text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TopTokens:
+        """Rebuild from :meth:`to_dict` output (e.g. ``json.load`` of ``--format json``)."""
+        nan = lambda v: [np.nan if x is None else x for x in v] if v and not isinstance(v[0], list) else v  # noqa: E731
+        return cls(
+            positions=data["positions"],
+            tokens=list(data["tokens"]),
+            token_ids=data["token_ids"],
+            top_ids=data["top_ids"],
+            top_tokens=[list(row) for row in data["top_tokens"]],
+            top_probs=data["top_probs"],
+            top_logits=data["top_logits"],
+            target_ids=data["target_ids"],
+            target_tokens=list(data["target_tokens"]),
+            target_probs=nan(data["target_probs"]),
+            target_ranks=data["target_ranks"],
+            source_tokens=data.get("source_tokens"),
+            generated_text=data.get("generated_text"),
+            meta=dict(data.get("meta", {})),
+        )
+
+
+def top_tokens(
+    logits: torch.Tensor,
+    k: int,
+    *,
+    token_ids,
+    target_ids,
+    tokenizer,
+    positions=None,
+    **extra,
+) -> TopTokens:
+    """Top-k summary of a (P, V) logits matrix (rows restricted to ``positions`` if given)."""
+    P, V = logits.shape
+    if not 1 <= k <= V:
+        raise InputError(f"k must be between 1 and the vocabulary size ({V})")
+    rows = np.arange(P) if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
+    if rows.size and not (rows.min() >= -P and rows.max() < P):
+        raise InputError(f"positions must be in range for {P} positions")
+    rows = rows % P if P else rows
+    z = logits[torch.as_tensor(rows, dtype=torch.long, device=logits.device)].float()
+    logp = z.log_softmax(-1)
+    top_z, top_i = z.topk(k, dim=-1)
+    tgt = torch.as_tensor(np.asarray(target_ids, dtype=np.int64)[rows], device=z.device)
+    has = tgt >= 0
+    tgt_logp = logp.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1)
+    ranks = (z > z.gather(1, tgt.clamp(min=0).unsqueeze(1))).sum(-1)
+    top_i = top_i.cpu().numpy()
+    ids = np.asarray(token_ids, dtype=np.int64)[rows]
+    tgt_np = tgt.cpu().numpy()
+    wanted = sorted(set(top_i.ravel().tolist()) | set(ids.tolist()) | set(tgt_np[tgt_np >= 0].tolist()))
+    vocab = dict(zip(wanted, display_tokens(wanted, tokenizer)))
+    return TopTokens(
+        positions=rows,
+        tokens=[vocab[int(i)] for i in ids],
+        token_ids=ids,
+        top_ids=top_i,
+        top_tokens=[[vocab[int(i)] for i in row] for row in top_i],
+        top_probs=(top_z - z.logsumexp(-1, keepdim=True)).exp().cpu().numpy(),
+        top_logits=top_z.cpu().numpy(),
+        target_ids=tgt_np,
+        target_tokens=[vocab[int(i)] if i >= 0 else None for i in tgt_np],
+        target_probs=torch.where(has, tgt_logp.exp(), torch.full_like(tgt_logp, float("nan"))).cpu().numpy(),
+        target_ranks=torch.where(has, ranks, torch.full_like(ranks, -1)).cpu().numpy(),
+        **extra,
+    )
+
+
+@dataclass
+class LogitsResult:
+    """The model's output logits for one input.
+
+    ``P`` = positions, ``V`` = vocabulary size. Positions are the input tokens (causal and masked
+    LMs), the decoder tokens (encoder-decoder: the start token, then the target if one was
+    given), or the greedy steps when ``generate=`` was used (row ``i`` predicts generated token ``i``).
+
+    Attributes:
+        logits: (P, V) tensor, float32 on CPU unless ``device=``/``dtype=`` asked otherwise.
+        token_ids: (P,) the token at each position; tokens: (P,) their display strings.
+        target_ids: (P,) the token each row is scored against, -1 for none: the next input token
+            (causal), the token itself (masked), the next decoder token (seq2seq), the generated
+            token (``generate=``).
+        source_ids: encoder input (seq2seq) or prompt (causal ``generate=``), else ``None``.
+        generated_ids: (N,) the greedy tokens when ``generate=N`` was used (fewer if EOS came first).
+        generated_text: their decoded text.
+        mask_positions: (M,) positions holding the tokenizer's mask token (masked LMs; else empty).
+        meta: model name, model type, kind.
+    """
+
+    logits: torch.Tensor
+    token_ids: np.ndarray
+    tokens: list[str]
+    target_ids: np.ndarray
+    source_ids: np.ndarray | None = None
+    generated_ids: np.ndarray | None = None
+    generated_text: str | None = None
+    mask_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    meta: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        P = len(self.tokens)
+        if self.logits.dim() != 2 or self.logits.shape[0] != P:
+            raise ValueError(f"logits must be (P={P}, V), got {tuple(self.logits.shape)}")
+        self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(P)
+        self.target_ids = np.asarray(self.target_ids, dtype=np.int64).reshape(P)
+        self.mask_positions = np.asarray(self.mask_positions, dtype=np.int64).reshape(-1)
+        for name in ("source_ids", "generated_ids"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64).reshape(-1))
+
+    def __repr__(self) -> str:
+        P, V = self.logits.shape
+        return f"LogitsResult({self.meta.get('model', '?')}, {P} positions x {V} vocab, kind={self.meta.get('kind')})"
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(P, V) softmax probabilities (float32)."""
+        return self.logits.float().softmax(-1)
+
+    def top(self, k: int = 5, positions=None) -> TopTokens:
+        """The k most likely tokens at each position (or only at ``positions``, e.g. ``mask_positions``)."""
+        source = None
+        if self.source_ids is not None:
+            source = display_tokens(self.source_ids.tolist(), self.tokenizer)
+        return top_tokens(
+            self.logits,
+            k,
+            token_ids=self.token_ids,
+            target_ids=self.target_ids,
+            tokenizer=self.tokenizer,
+            positions=positions,
+            source_tokens=source,
+            generated_text=self.generated_text,
+            meta=dict(self.meta),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the logits: ``.safetensors`` (with ids and metadata, see :meth:`load`) or ``.npy`` (the array)."""
+        path = os.fspath(path)
+        logits = self.logits.detach().cpu().contiguous()
+        if path.endswith(".npy"):
+            np.save(path, logits.float().numpy())
+        elif path.endswith(".safetensors"):
+            from safetensors.torch import save_file
+
+            tensors = {"logits": logits, "token_ids": torch.from_numpy(self.token_ids)}
+            tensors["target_ids"] = torch.from_numpy(self.target_ids)
+            tensors["mask_positions"] = torch.from_numpy(self.mask_positions)
+            for name in ("source_ids", "generated_ids"):
+                if getattr(self, name) is not None:
+                    tensors[name] = torch.from_numpy(getattr(self, name))
+            meta = {"tokens": self.tokens, "generated_text": self.generated_text, "meta": self.meta}
+            save_file(tensors, path, metadata={"logitscope": json.dumps(meta)})
+        else:
+            raise InputError(f"unknown file type for {path!r}: use .safetensors or .npy")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, tokenizer=None) -> LogitsResult:
+        """Read a ``.safetensors`` file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(path), framework="pt") as f:
+            info = json.loads((f.metadata() or {}).get("logitscope", "null") or "null")
+            if info is None:
+                raise InputError(f"{os.fspath(path)!r} was not written by LogitsResult.save")
+            t = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        arrays = {k: v.numpy() for k, v in t.items() if k != "logits"}
+        return cls(
+            logits=t["logits"],
+            tokens=info["tokens"],
+            generated_text=info["generated_text"],
+            meta=info["meta"],
+            tokenizer=tokenizer,
+            **arrays,
+        )
+
+
+def run_logits(
+    scope,
+    inputs,
+    *,
+    target=None,
+    generate: int | None = None,
+    batch_size: int = 8,
+    truncate: bool = False,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype | None = torch.float32,
+):
+    """Implementation of :meth:`logitscope.Scope.logits` (see there)."""
+    parts = scope.require_head()
+    single = is_single(inputs)
+    items = [inputs] if single else list(inputs)
+    if not items:
+        raise EmptyInputError("no inputs given")
+    if any(isinstance(x, str) and not x for x in items):
+        raise EmptyInputError("the text is empty")
+    if single or target is None or is_single(target):
+        targets = [target] * len(items)
+    else:
+        targets = list(target)
+        if len(targets) != len(items):
+            raise InputError(f"{len(items)} inputs but {len(targets)} targets")
+    if generate is not None:
+        if target is not None:
+            raise InputError("give target= or generate=, not both")
+        if parts.kind == "masked":
+            raise InputError("masked LMs do not generate: generate= works with causal and encoder-decoder models")
+        if generate < 1:
+            raise InputError("generate= must be a positive number of tokens")
+    tok, config = scope.tokenizer, scope.model.config
+    encs = [
+        encode(
+            x, kind=parts.kind, tokenizer=tok, config=config, vocab_size=parts.vocab_size, target=t, truncate=truncate
+        )
+        for x, t in zip(items, targets)
+    ]
+    finish = lambda z: z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype)  # noqa: E731
+    if generate is not None:
+        results = [_generate(scope, enc, generate, finish) for enc in encs]
+    else:
+        results = [None] * len(encs)
+        order = np.argsort([-len(e.lens_ids) for e in encs], kind="stable")  # similar lengths share a batch
+        for b0 in range(0, len(order), batch_size):
+            idx = [int(i) for i in order[b0 : b0 + batch_size]]
+            batch = [encs[i] for i in idx]
+            kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
+            with torch.inference_mode():
+                z = scope.model(**kwargs).logits  # (B, T, V)
+            for row, i in enumerate(idx):
+                n = len(encs[i].lens_ids)
+                results[i] = _result(scope, encs[i], finish(z[row, :n]).clone())
+            del z
+    return results[0] if single else results
+
+
+def _result(scope, enc: Encoded, logits: torch.Tensor, **extra) -> LogitsResult:
+    tok, parts = scope.tokenizer, scope.parts
+    ids = extra.pop("token_ids", enc.lens_ids)
+    mask_id = getattr(tok, "mask_token_id", None)
+    masks = [i for i, t in enumerate(ids) if parts.kind == "masked" and mask_id is not None and t == mask_id]
+    extra.setdefault("source_ids", enc.input_ids if enc.decoder_ids is not None else None)
+    return LogitsResult(
+        logits=logits,
+        token_ids=ids,
+        tokens=display_tokens(ids, tok),
+        target_ids=extra.pop("target_ids", enc.target_ids),
+        mask_positions=masks,
+        meta={"model": scope.name, "model_type": parts.model_type, "kind": parts.kind},
+        tokenizer=tok,
+        **extra,
+    )
+
+
+def _eos_ids(model) -> set[int]:
+    eos = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None)
+        eos.update([value] if isinstance(value, int) else list(value or []))
+    return eos
+
+
+def _generate(scope, enc: Encoded, n: int, finish) -> LogitsResult:
+    """Greedy decoding on the raw logits (no generation-config processors), with the KV cache.
+
+    Stops after ``n`` tokens or at an end-of-sequence token (which is kept).
+    """
+    model, kind = scope.model, scope.parts.kind
+    dev = scope.input_device
+    ids = torch.tensor([enc.input_ids], device=dev)
+    mask = torch.ones_like(ids)
+    fed = list(enc.decoder_ids if kind == "seq2seq" else enc.input_ids)  # tokens the steps read
+    limit = context_limit(model.config)
+    if limit is not None and len(fed) + n - 1 > limit:
+        raise ContextLengthError(
+            f"the input has {len(fed)} tokens; generating {n} more needs {len(fed) + n - 1} positions "
+            f"but the model's context is {limit}"
+        )
+    eos, steps, gen = _eos_ids(model), [], []
+    with torch.inference_mode():
+        enc_out = model.get_encoder()(input_ids=ids, attention_mask=mask) if kind == "seq2seq" else None
+        cur, past = torch.tensor([fed], device=dev), None
+        for _ in range(n):
+            if kind == "seq2seq":
+                out = model(
+                    encoder_outputs=enc_out,
+                    attention_mask=mask,
+                    decoder_input_ids=cur,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+            else:
+                out = model(input_ids=cur, attention_mask=mask, past_key_values=past, use_cache=True)
+            z = out.logits[0, -1]
+            steps.append(finish(z))
+            gen.append(int(z.argmax()))
+            if gen[-1] in eos:
+                break
+            past, cur = out.past_key_values, torch.tensor([[gen[-1]]], device=dev)
+            if kind != "seq2seq":
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    tok = scope.tokenizer
+    text = tok.decode(gen, skip_special_tokens=True) if tok is not None else None
+    return _result(
+        scope,
+        enc,
+        torch.stack(steps),
+        token_ids=[fed[-1], *gen[:-1]],
+        target_ids=gen,
+        source_ids=enc.input_ids,
+        generated_ids=gen,
+        generated_text=text,
+    )

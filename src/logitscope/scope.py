@@ -243,3 +243,53 @@ class Scope:
             dist=dist,
             progress=progress,
         )
+
+    def evaluate(
+        self,
+        data,
+        *,
+        max_tokens: int | None = None,
+        seq_len: int | None = None,
+        batch_size: int | str = "auto",
+        ci: str = "bootstrap",
+        confidence: float = 0.95,
+        n_boot: int = 1000,
+        seed: int = 0,
+        dist=None,
+        progress=None,
+    ):
+        """Per-layer cross-entropy, bits per byte, KL to final, entropy and top-1 curves over a corpus.
+
+        Documents are tokenised lazily, each followed by EOS, and cut into windows of
+        ``seq_len + 1`` tokens overlapping by one, so every token but the first is scored once.
+
+        Args:
+            data: a ``pathlib.Path`` (text file, JSONL with a ``text`` field, or a directory of
+                them), a ``str`` (one document), an iterable of ``str`` (documents), a 1-D integer
+                tensor/array or iterable of ints (a token stream), or an iterable of id lists.
+            max_tokens: stop after exactly this many scored tokens.
+            seq_len: tokens per window (default 1024, capped at the model's context).
+            batch_size: windows per forward, or ``"auto"`` (from free memory).
+            ci: ``"bootstrap"`` (percentile, over windows) or ``"stderr"`` (normal approximation).
+            confidence: CI level. n_boot: bootstrap resamples. seed: bootstrap seed.
+            dist: a :class:`~logitscope.distributed.DistContext` to shard windows across ranks.
+            progress: ``callback(tokens_done, total_estimate)`` after every batch.
+
+        Returns:
+            :class:`~logitscope.evaluate.EvalResult`.
+        """
+        from .evaluate import run_eval
+
+        return run_eval(
+            self,
+            data,
+            max_tokens=max_tokens,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            ci=ci,
+            confidence=confidence,
+            n_boot=n_boot,
+            seed=seed,
+            dist=dist,
+            progress=progress,
+        )

@@ -1,0 +1,164 @@
+"""``logitscope eval``: per-layer CE / bits-per-byte / KL / entropy / top-1 curves over a corpus.
+
+Runs on one process, or on many under ``torchrun`` (windows sharded round-robin across ranks,
+sums all-reduced; rank 0 shows progress and writes the outputs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import clean_errors, fail, status
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to the CLI."""
+    app.command("eval")(eval_command)
+
+
+@clean_errors
+def eval_command(
+    model: str = typer.Argument(..., help="Hub id, local directory or 'demo'."),
+    data: Path = typer.Option(..., "--data", help="A .txt file, a .jsonl file (a 'text' field per line), or a directory."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Stop after exactly this many scored tokens."),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per window [default: 1024, capped at the model's context]."),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Windows per forward pass, or 'auto' (from free memory)."),
+    out: Path = typer.Option(Path("logitscope-eval"), "--out", help="Output directory."),
+    ci: str = typer.Option("bootstrap", "--ci", help="Confidence intervals: 'bootstrap' (over windows) or 'stderr'."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence level of the intervals."),
+    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    text_field: str = typer.Option("text", "--text-field", help="JSON key of the document text in JSONL files."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps ... (torchrun: cuda:LOCAL_RANK)."),
+    dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
+    device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a large model over devices (accelerate; one process)."),
+    backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend [default: nccl with CUDA, else gloo]."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write curves.png and curves.html."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
+) -> None:  # fmt: skip
+    """Evaluate MODEL on a corpus: per-layer curves averaged over every token."""
+    from ..data import Corpus
+    from ..distributed import init_from_env, model_device, shutdown
+
+    if batch_size != "auto" and not batch_size.isdigit():
+        fail("--batch-size must be a positive integer or 'auto'")
+    if ci not in ("bootstrap", "stderr"):
+        fail("--ci must be 'bootstrap' or 'stderr'")
+    corpus = Corpus(data, text_field=text_field)
+    ctx = init_from_env(backend)
+    try:
+        if ctx.enabled and device_map is not None:
+            fail("--device-map spreads one model copy over this node's devices; do not combine it with torchrun")
+        from ..loading import load
+
+        with status(f"loading {model}") if ctx.is_main else _nothing():
+            scope = load(
+                model,
+                device=model_device(ctx, device),
+                dtype=dtype,
+                device_map=device_map,
+                trust_remote_code=trust_remote_code,
+            )
+        with _progress_bar(enabled=ctx.is_main) as progress:
+            result = scope.evaluate(
+                corpus,
+                max_tokens=max_tokens,
+                seq_len=seq_len,
+                batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                ci=ci,
+                confidence=confidence,
+                n_boot=n_boot,
+                seed=seed,
+                dist=ctx,
+                progress=progress,
+            )
+        if ctx.is_main:
+            result.meta["data"] = str(data)
+            paths = result.save(out, plots=plots)
+            _print_summary(result, paths)
+    finally:
+        shutdown(ctx)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _progress_bar:
+    """A rich progress bar on stderr (tokens, tokens/s, ETA); yields the ``progress`` callback."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]eval"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} tokens"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.bar.start()
+        task = self.bar.add_task("eval", total=None, rate="")
+
+        def update(done: int, total: float | None) -> None:
+            speed = self.bar.tasks[0].speed
+            rate = f"{speed:,.0f} tok/s" if speed else ""
+            self.bar.update(task, completed=done, total=max(total, done) if total else None, rate=rate)
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            task = self.bar.tasks[0]
+            if exc[0] is None:  # finished: fill the bar
+                self.bar.update(task.id, total=max(task.completed, 1), completed=max(task.completed, 1))
+            self.bar.stop()
+        return False
+
+
+def _print_summary(result, paths: dict) -> None:
+    """A per-layer table on stdout (CI of the cross-entropy; all CIs are in metrics.json) and the files."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    level = int(round(100 * result.meta.get("confidence", 0.95)))
+    table = Table(
+        title=f"{result.meta.get('model')}: {result.n_tokens:,} tokens, {result.n_windows:,} windows",
+        caption=f"nats; ± = {level}% CI of CE ({result.meta.get('ci')}); KL to final; top-1 accuracy; "
+        "agree = top-1 equals the final layer's",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("layer", "CE", "±", "bits/byte", "KL", "entropy", "top-1", "agree"):
+        table.add_column(col, justify="right", no_wrap=True)
+    fmt = lambda v: f"{v:.3f}" if v == v else "n/a"  # noqa: E731
+    for i, name in enumerate(result.layer_names):
+        lo, hi = result.ci["ce"][i]
+        row = [f"{result.ce[i]:.3f}", f"{(hi - lo) / 2:.3f}"]
+        row += [fmt(getattr(result, m)[i]) for m in ("bits_per_byte", "kl_to_final", "entropy")]
+        row += [f"{getattr(result, m)[i]:.1%}" for m in ("top1_accuracy", "top1_agreement")]
+        table.add_row(name, *row)
+    console = Console()
+    console.print(table)
+    tps = result.meta.get("tokens_per_s")
+    if tps:
+        console.print(f"{tps:,.0f} tokens/s over {result.meta.get('world_size', 1)} process(es)")
+    for path in paths.values():
+        console.print(f"wrote {path}")

@@ -1,0 +1,65 @@
+"""Render a :class:`~logitscope.result.LensResult`: static and interactive heatmaps, trajectories,
+a notebook grid and terminal tables.
+
+Data flows one way: these functions take a result and never touch the model. matplotlib, plotly
+and rich are imported inside the functions that use them, so ``import logitscope`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .metrics import METRICS, Metric, get_metric, metric_values
+from .text import label, visible
+
+__all__ = [
+    "METRICS",
+    "Metric",
+    "get_metric",
+    "label",
+    "metric_values",
+    "notebook_html",
+    "plot",
+    "plot_trajectory",
+    "visible",
+]
+
+
+def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entropy", **kwargs):
+    """Heatmap of a result: PNG/SVG/PDF through matplotlib, ``.html`` through plotly.
+
+    Args:
+        result: a :class:`~logitscope.result.LensResult`.
+        path: file to write; its suffix picks the renderer. ``None`` returns the matplotlib
+            figure without saving.
+        metric: ``entropy``, ``prob``, ``target``, ``rank`` or ``kl`` (see :mod:`.metrics`).
+        **kwargs: passed to :func:`.heatmap.heatmap` or :func:`.interactive.heatmap_html`.
+
+    Returns:
+        The matplotlib ``Figure``, or the plotly ``Figure`` for ``.html``.
+    """
+    if path is not None and Path(path).suffix.lower() in (".html", ".htm"):
+        from .interactive import heatmap_html
+
+        return heatmap_html(result, path, metric=metric, **kwargs)
+    from .heatmap import heatmap
+
+    return heatmap(result, path, metric=metric, **kwargs)
+
+
+def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None = None, **kwargs):
+    """Probability or rank of the tracked tokens (and the target) across layers at one position.
+
+    See :func:`.trajectory.trajectory`; ``.html`` paths are drawn with plotly.
+    """
+    from .trajectory import trajectory
+
+    return trajectory(result, position, path, **kwargs)
+
+
+def notebook_html(result, **kwargs) -> str:
+    """The compact coloured grid that ``LensResult._repr_html_`` shows (see :func:`.notebook.grid_html`)."""
+    from .notebook import grid_html
+
+    return grid_html(result, **kwargs)

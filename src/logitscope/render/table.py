@@ -1,0 +1,98 @@
+"""The result as rich tables for the terminal: rows = layers (final first), columns = positions.
+
+Long inputs are split into pages of positions that fit the console width, so no line ever wraps
+into a garbled table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .metrics import cell_colors, color_limits, get_metric, metric_values
+from .text import label
+from .view import top1_matches_target
+
+LAYER_COL = 7  # width of the layer-name column
+
+
+def position_pages(widths: list[int], available: int) -> list[list[int]]:
+    """Split columns of the given widths into consecutive pages that fit ``available`` characters.
+
+    Each column costs its width plus 3 (padding and border); a page holds at least one column.
+    """
+    pages: list[list[int]] = [[]]
+    used = 0
+    for j, w in enumerate(widths):
+        if pages[-1] and used + w + 3 > available:
+            pages.append([])
+            used = 0
+        pages[-1].append(j)
+        used += w + 3
+    return pages
+
+
+def lens_tables(result, *, metric: str = "entropy", width: int = 100, max_chars: int = 10) -> list:
+    """rich ``Table`` objects showing the result, one per page of positions.
+
+    Args:
+        result: a :class:`~logitscope.result.LensResult`.
+        metric: the statistic that colours the cells (see :mod:`.metrics`).
+        width: console width in characters.
+        max_chars: cut token labels to this many characters.
+
+    Returns:
+        A list of ``rich.table.Table``; the header shows position and input token, the first row
+        the target token, then one row per layer from the final one down.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    m = get_metric(metric)
+    values = metric_values(result, m)
+    bg, fg = cell_colors(values, m)
+    bold = top1_matches_target(result)
+    P = result.n_positions
+    top = [[label(result.token(t), max_chars) for t in row] for row in result.top_ids[:, :, 0]]
+    heads = [label(t, max_chars) for t in result.tokens]
+    targets = [label(result.token(t), max_chars) if t >= 0 else "" for t in result.target_ids]
+    widths = [max([len(heads[p]), len(targets[p]), len(str(p))] + [len(r[p]) for r in top]) for p in range(P)]
+    pages = position_pages(widths, max(width - LAYER_COL - 4, 10))
+    tables = []
+    for cols in pages:
+        caption = f"positions {cols[0]}\u2013{cols[-1]} of {P}" if len(pages) > 1 else None
+        table = Table(title=caption, show_lines=False, pad_edge=False, collapse_padding=False, title_style="dim")
+        table.add_column("layer", justify="right", no_wrap=True, style="bold", min_width=5)
+        for p in cols:
+            table.add_column(
+                Text(f"{p}\n{heads[p]}"), justify="center", no_wrap=True, overflow="ellipsis", min_width=widths[p]
+            )
+        if any(targets[p] for p in cols):
+            table.add_row(
+                Text("target", style="dim italic"),
+                *[Text(targets[p], style="dim italic") for p in cols],
+                end_section=True,
+            )
+        for r in range(result.n_streams - 1, -1, -1):
+            cells = [
+                Text(top[r][p], style=f"{'bold ' if bold[r, p] else ''}{fg[r, p]} on {bg[r, p]}", justify="center")
+                for p in cols
+            ]
+            table.add_row(result.layer_names[r], *cells)
+        tables.append(table)
+    return tables
+
+
+def legend(result, metric: str = "entropy"):
+    """One line of rich ``Text``: the colour scale of ``metric`` with its range."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+    from rich.text import Text
+
+    m = get_metric(metric)
+    lo, hi = color_limits(metric_values(result, m), m)
+    cmap = matplotlib.colormaps[m.cmap]
+    text = Text(f"colour: {m.label}  {lo:.3g} ")
+    for t in np.linspace(0, 1, 12):
+        text.append("\u2588", style=to_hex(cmap(t)))
+    text.append(f" {hi:.3g}{'  (log scale)' if m.log else ''}   bold = top-1 is the target   grey = n/a")
+    return text

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import typer
+
+from .common import clean_errors, fail, load_scope, stdout_is_terminal
+
+FORMATS = ("table", "json", "csv", "parquet")
+METRICS = ("entropy", "prob", "target", "rank", "kl")
 
 
 def register(app: typer.Typer) -> None:
@@ -10,6 +19,172 @@ def register(app: typer.Typer) -> None:
     app.command("lens")(lens)
 
 
-def lens(model: str = typer.Argument(..., help="Hub id, local directory or 'demo'.")) -> None:
+def parse_layers(spec: str | None) -> list[int | str] | None:
+    """``"0,4,8,-1"`` → ``[0, 4, 8, -1]``; names such as ``embed`` pass through."""
+    if spec is None:
+        return None
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    return [int(s) if s.lstrip("-").isdigit() else s for s in items]
+
+
+def read_inputs(path: Path) -> list[tuple[str, str | None]]:
+    """(text, target) pairs from a file of lines, or of JSON Lines ``{"text": ..., "target": ...}``."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    as_json = path.suffix.lower() in (".jsonl", ".ndjson") or (lines and all(s.lstrip().startswith("{") for s in lines))
+    if not as_json:
+        return [(line, None) for line in lines]
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            fail(f"{path}:{n}: not valid JSON ({err.msg})")
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            fail(f'{path}:{n}: expected an object with a "text" string')
+        out.append((item["text"], item.get("target")))
+    return out
+
+
+def pick_format(fmt: str | None, out: Path | None) -> str:
+    """The output format: as asked, else from ``--out``'s suffix, else a table on a terminal, else JSON."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    if out is not None:
+        from ..export import format_for
+
+        return {"jsonl": "json"}.get(format_for(out), format_for(out))
+    return "table" if stdout_is_terminal() else "json"
+
+
+def numbered(path: Path, i: int, n: int) -> Path:
+    """``heat.png`` → ``heat_3.png`` when there are several results."""
+    return path if n == 1 else path.with_name(f"{path.stem}_{i}{path.suffix}")
+
+
+@clean_errors
+def lens(
+    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    text: str | None = typer.Argument(None, help="Input text (or use --input-file)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per cell."),
+    layers: str | None = typer.Option(None, "--layers", help="Layers to show, e.g. '0,4,8,-1' (0 = embed)."),
+    target: str | None = typer.Option(None, "--target", help="Continuation to teacher-force and score."),
+    track: list[str] | None = typer.Option(None, "--track", help="Token to follow across layers (repeatable)."),
+    metric: str = typer.Option("entropy", "--metric", "-m", help="Cell colour: " + "|".join(METRICS) + "."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help="table|json|csv|parquet (default: table on a terminal)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the result here instead of stdout."),
+    plot: Path | None = typer.Option(None, "--plot", help="Also draw a heatmap: .png, .svg, .pdf or .html."),
+    trajectory: Path | None = typer.Option(None, "--trajectory", help="Also plot the --track tokens across layers."),
+    position: int = typer.Option(-1, "--position", help="Position of the --trajectory plot and the tracked table."),
+    input_file: Path | None = typer.Option(None, "--input-file", help="Texts, one per line, or JSONL with 'text'."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Inputs per forward pass."),
+    truncate: bool = typer.Option(False, "--truncate", help="Cut over-long inputs to the context length."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+) -> None:
     """Show what MODEL predicts at every layer and position of TEXT."""
-    raise typer.Exit(1)
+    from ..render.metrics import get_metric
+
+    metric = get_metric(metric).name
+    if (text is None) == (input_file is None):
+        fail("give either TEXT or --input-file (exactly one)")
+    items = read_inputs(input_file) if input_file is not None else [(text, None)]
+    if not items:
+        fail(f"{input_file} has no texts")
+    fmt = pick_format(fmt, out)
+    if fmt == "parquet" and out is None:
+        fail("--format parquet writes a binary file: give --out FILE.parquet")
+    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    kwargs = dict(track=track or None, layers=parse_layers(layers), top_k=top_k, truncate=truncate)
+    results = run_all(scope, items, target, batch_size=batch_size, **kwargs)
+    write_results(results, fmt, out, metric=metric, position=position, many=input_file is not None)
+    n = len(results)
+    for i, res in enumerate(results):
+        if plot is not None:
+            res.plot(numbered(plot, i, n), metric=metric)
+        if trajectory is not None:
+            res.plot_trajectory(position, numbered(trajectory, i, n))
+
+
+def run_all(scope, items: list[tuple[str, str | None]], target: str | None, *, batch_size: int, **kwargs) -> list:
+    """Lens every (text, target) item in batches, with a progress bar on a terminal when there are several."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    results = []
+    progress = Progress(
+        TextColumn("lens"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=len(items) == 1 or not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("lens", total=len(items))
+        for b0 in range(0, len(items), batch_size):
+            batch = items[b0 : b0 + batch_size]
+            targets = [t if t is not None else target for _, t in batch]
+            tgt = None if all(t is None for t in targets) else targets
+            results.extend(scope.lens([x for x, _ in batch], target=tgt, batch_size=batch_size, **kwargs))
+            progress.advance(task, len(batch))
+    return results
+
+
+def write_results(results: list, fmt: str, out: Path | None, *, metric: str, position: int, many: bool) -> None:
+    """Write results as a table (stdout), JSON (JSONL when ``many``), CSV or Parquet."""
+    from .. import export
+
+    if fmt == "table":
+        if out is not None:
+            fail("--format table prints to the terminal; use json, csv or parquet with --out")
+        print_tables(results, metric=metric, position=position)
+        return
+    if fmt == "json":
+        if many:
+            text = "".join(export.to_json(r, input=i) + "\n" for i, r in enumerate(results))
+        else:
+            text = export.to_json(results[0]) + "\n"
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            out.write_text(text, encoding="utf-8")
+        return
+    data = export.frame(results if many else results[0])
+    if fmt == "csv":
+        data.to_csv(out if out is not None else sys.stdout, index=False)
+    else:
+        data.to_parquet(out, index=False)
+
+
+def print_tables(results: list, *, metric: str, position: int) -> None:
+    """Print each result as paged rich tables, a colour legend and (with --track) the tracked tokens."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..render.table import legend, lens_tables
+    from ..render.text import label
+
+    console = Console()
+    for i, res in enumerate(results):
+        if len(results) > 1:
+            console.rule(Text(f"input {i}: {label(''.join(res.tokens), 60, space=None)}"))
+        for table in lens_tables(res, metric=metric, width=console.width):
+            console.print(table)
+        console.print(legend(res, metric))
+        if len(res.tracked_ids):
+            p = position % res.n_positions
+            console.print(Text(f"tracked tokens at position {p} ({label(res.tokens[p])}): probability (rank)"))
+            table = Table()
+            table.add_column("layer", justify="right")
+            for tok in res.tracked_tokens:
+                table.add_column(Text(label(tok)), justify="right")
+            for r in range(res.n_streams - 1, -1, -1):
+                cells = [
+                    f"{res.tracked_probs[k, r, p]:.3f} ({res.tracked_ranks[k, r, p] + 1})"
+                    for k in range(len(res.tracked_ids))
+                ]
+                table.add_row(res.layer_names[r], *cells)
+            console.print(table)

@@ -94,5 +94,5 @@ def legend(result, metric: str = "entropy"):
     text = Text(f"colour: {m.label}  {lo:.3g} ")
     for t in np.linspace(0, 1, 12):
         text.append("\u2588", style=to_hex(cmap(t)))
-    text.append(f" {hi:.3g}{'  (log scale)' if m.log else ''}   bold = top-1 is the target   grey = n/a")
+    text.append(f" {hi:.3g}{' (log)' if m.log else ''}  \u00b7 bold: top-1 = target \u00b7 grey: n/a")
     return text

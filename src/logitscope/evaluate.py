@@ -261,7 +261,13 @@ def _intervals(sums, tokens, nbytes, point, method, confidence, n_boot, seed) ->
         draws.append(counts @ flat)  # (b, 5·S + 2)
     boot = np.concatenate(draws)
     stats = _metrics(boot[:, : 5 * S].reshape(-1, S, 5).transpose(2, 0, 1), boot[:, -2:-1], boot[:, -1:])
-    return {m: np.nanquantile(stats[m], [alpha, 1 - alpha], axis=0).T for m in METRICS}
+    out = {}
+    for m in METRICS:
+        ok = np.isfinite(stats[m]).any(0)  # (S,): bits per byte is NaN throughout without bytes
+        out[m] = np.full((S, 2), np.nan)
+        if ok.any():
+            out[m][ok] = np.nanquantile(stats[m][:, ok], [alpha, 1 - alpha], axis=0).T
+    return out
 
 
 def _num(v):

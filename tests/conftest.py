@@ -14,7 +14,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Awkward tokens on purpose: whitespace, empty, special, CSV/JSON/HTML metacharacters, NaN-like text.
 AWKWARD = [
-    "The", " quick", " brown", "\n", " fox", "", "<|endoftext|>", "NaN", "a,b", '"q"', " null", "\t", " <b>", "é",
+    "The",
+    " quick",
+    " brown",
+    "\n",
+    " fox",
+    "",
+    "<|endoftext|>",
+    "NaN",
+    "a,b",
+    '"q"',
+    " null",
+    "\t",
+    " <b>",
+    "é",
 ]
 
 

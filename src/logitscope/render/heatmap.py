@@ -148,6 +148,4 @@ def heatmap(
 def _colormap(name: str):
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad(MISSING)
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad=MISSING)

@@ -1,0 +1,76 @@
+"""``logitscope embed``: the tokens nearest to each token of the input in the input-embedding space."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from .common import clean_errors, fail, load_scope
+from .logits import check_format
+
+METRICS = ("cosine", "dot")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``embed`` command to the CLI."""
+    app.command("embed")(embed)
+
+
+@clean_errors
+def embed(
+    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    token_or_text: str = typer.Argument(..., help="A token (e.g. 'weekend' or ' weekend') or a text."),
+    nearest: int = typer.Option(10, "--nearest", "-n", min=1, help="Neighbours shown per token."),
+    metric: str = typer.Option("cosine", "--metric", "-m", help="cosine or dot."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+) -> None:
+    """Show the tokens whose input embeddings are nearest to each token of TOKEN_OR_TEXT.
+
+    Needs only the input embeddings, so it works on encoders without an LM head too.
+    """
+    check_format(fmt)
+    if metric not in METRICS:
+        fail(f"unknown --metric {metric!r}; choose one of {', '.join(METRICS)}")
+    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    emb = scope.embed(token_or_text, special_tokens=False)
+    near = scope.nearest(emb.token_ids.tolist(), k=nearest, metric=metric)
+    if fmt == "json":
+        sys.stdout.write(json.dumps([n.to_dict() for n in near], ensure_ascii=False) + "\n")
+        return
+    from rich.console import Console
+
+    Console().print(nearest_table(near, emb.norms, caption=scope.name))
+
+
+def nearest_table(near: list, norms, *, caption: str | None = None, max_chars: int = 16):
+    """One token: its neighbours, one per row. Several: one row per token, neighbours across."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..render.text import label
+
+    if len(near) == 1:
+        n = near[0]
+        title = f"nearest to {label(n.query)} by {n.metric} (id {n.query_id}, norm {norms[0]:.3g})"
+        table = Table(title=title, caption=caption, title_style="bold")
+        for name, justify in (("rank", "right"), ("token", "left"), ("id", "right"), (n.metric, "right")):
+            table.add_column(name, justify=justify)
+        for rank, (tok, i, s) in enumerate(zip(n.tokens, n.ids, n.scores), 1):
+            table.add_row(str(rank), Text(label(tok, max_chars)), str(i), f"{s:.4f}")
+        return table
+    table = Table(title=f"nearest by {near[0].metric}", caption=caption, title_style="bold")
+    for name, justify in (("pos", "right"), ("token", "left"), ("id", "right"), ("norm", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    table.add_column("nearest")
+    for pos, (n, norm) in enumerate(zip(near, norms)):
+        neighbours = Text()
+        for tok, s in zip(n.tokens, n.scores):
+            neighbours.append(label(tok, max_chars))
+            neighbours.append(f" {s:.3f}  ", style="dim")
+        table.add_row(str(pos), Text(label(n.query, max_chars)), str(n.query_id), f"{norm:.3g}", neighbours)
+    return table

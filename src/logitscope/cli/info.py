@@ -1,0 +1,47 @@
+"""``logitscope info``: what a model is: architecture, size, layers, width, vocabulary, head, ties."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from .common import clean_errors, load_scope
+from .logits import check_format
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``info`` command to the CLI."""
+    app.command("info")(info)
+
+
+@clean_errors
+def info(
+    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+) -> None:
+    """Show MODEL's architecture, parameters, layers, d_model, vocabulary, tied embeddings and head."""
+    check_format(fmt)
+    data = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code).info().to_dict()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, title=data["name"], title_style="bold")
+    table.add_column(style="dim")
+    table.add_column()
+    for key, value in data.items():
+        if key == "n_params":
+            value = f"{value:,}"
+        elif key == "tied_embeddings" and value is not None:
+            value = f"{value} ({data['tie']})"
+        elif key == "tie":
+            continue
+        table.add_row(key, "-" if value is None else str(value))
+    Console().print(table)

@@ -58,8 +58,12 @@ class ModelParts:
     def head_device(self) -> torch.device:
         return next(self.head.parameters()).device
 
-    def unembed(self, h: torch.Tensor) -> torch.Tensor:
-        """Map residual streams ``(..., d_model)`` to float32 logits ``(..., vocab)``."""
+    def unembed(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Map residual streams ``(..., d_model)`` to float32 logits ``(..., vocab)``.
+
+        With ``out`` (a float32 ``(N, vocab)`` buffer, ``h`` 2-D) the logits are written into it,
+        avoiding a fresh allocation per chunk.
+        """
         h = h.to(self.head_device)
         if self.final_norm is not None:
             h = self.final_norm(h)
@@ -67,10 +71,17 @@ class ModelParts:
             h = h * self.scale
         for module in self.pre_head:
             h = module(h)
-        z = self.head(h)
+        head = self.head
+        if out is not None and type(head) is nn.Linear and head.weight.dtype == out.dtype == h.dtype:
+            if head.bias is None:
+                z = torch.mm(h, head.weight.t(), out=out)
+            else:
+                z = torch.addmm(head.bias, h, head.weight.t(), out=out)
+        else:
+            z = head(h)
+            z = out.copy_(z) if out is not None else z.float()
         if self.logits_bias is not None:
-            z = z + self.logits_bias.to(z.device)
-        z = z.float()
+            z.add_(self.logits_bias.to(z.device, torch.float32))
         post = self.post
         if post.divide_by is not None:
             z.div_(post.divide_by)

@@ -1,0 +1,145 @@
+"""Benchmark: logitscope's streaming lens vs the naive seed-002 way vs a pure-matmul floor.
+
+GPT-2-small shape (12 blocks, d=768, vocab 50257, random init), one sequence of T tokens.
+
+* naive: ``output_hidden_states=True``, the head on every stream at once ([L+1, T, V] float32),
+  softmax, entropy, top-k (seed 002, with the final norm applied correctly).
+* floor: one forward with capture + the (L+1)·T projections alone, chunked, no statistics.
+* ours:  ``scope.lens(ids, top_k=5)`` (entropy, KL to final, top-k, target prob and rank).
+
+Each method runs in a fresh subprocess; a sampling thread records its peak RSS above the RSS
+before the call. Prints time, extra peak RSS and the ratios in one run:
+
+    .venv/bin/python bench/bench_lens.py --tokens 512 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+
+def rss_mb() -> float:
+    """Current resident set size (Linux /proc), MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class PeakRSS:
+    """Sample RSS every 2 ms in a thread; ``peak`` is the highest seen above the start."""
+
+    def __enter__(self):
+        self.base, self.peak, self._on = rss_mb(), 0.0, True
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while self._on:
+            self.peak = max(self.peak, rss_mb() - self.base)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self._on = False
+        self._t.join()
+        self.peak = max(self.peak, rss_mb() - self.base)
+
+
+def build(n_layer: int, vocab: int, threads: int):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=n_layer, n_embd=768, n_head=12, vocab_size=vocab, n_positions=2048)
+    model = GPT2LMHeadModel(cfg).eval()
+    return model
+
+
+def run_method(method: str, tokens: int, n_layer: int, vocab: int, threads: int, repeat: int) -> dict:
+    import torch
+
+    import logitscope
+    from logitscope.capture import run_captured
+
+    model = build(n_layer, vocab, threads)
+    ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))
+    scope = logitscope.Scope(model, self_check=False)
+
+    def naive():
+        with torch.inference_mode():
+            out = model(ids, output_hidden_states=True)
+            hs = list(out.hidden_states)
+            hs = [model.transformer.ln_f(h) for h in hs[:-1]] + [hs[-1]]  # last one is already normed
+            logits = model.lm_head(torch.cat(hs))  # (L+1, T, V)
+            probs = logits.softmax(-1)
+            entropy = -(probs * probs.log()).sum(-1)
+            top = probs.topk(5, dim=-1)
+            return entropy, top
+
+    def floor():
+        with torch.inference_mode():
+            rows = list(range(n_layer + 1))
+            cap = run_captured(model, scope.parts.blocks, rows, input_ids=ids, use_cache=False)
+            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, 768)
+            step = scope.chunk_size
+            for i in range(0, streams.shape[0], step):
+                scope.parts.unembed(streams[i : i + step])
+
+    def ours():
+        return scope.lens(ids[0], top_k=5)
+
+    fn = {"naive": naive, "floor": floor, "ours": ours}[method]
+    import gc
+
+    fn()  # warm-up (allocator, threads)
+    gc.collect()
+    times, peaks = [], []
+    for _ in range(repeat):
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak)
+        gc.collect()
+    return {"method": method, "tokens": tokens, "seconds": min(times), "extra_peak_rss_mb": max(peaks)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, nargs="+", default=[512, 1024])
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.method:  # child process
+        out = run_method(args.method, args.tokens[0], args.layers, args.vocab, args.threads, args.repeat)
+        print(json.dumps(out))
+        return
+    rows = []
+    for t in args.tokens:
+        for method in ("floor", "ours", "naive"):
+            cmd = [sys.executable, __file__, "--method", method, "--tokens", str(t), "--layers", str(args.layers)]
+            cmd += ["--vocab", str(args.vocab), "--threads", str(args.threads), "--repeat", str(args.repeat)]
+            res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            rows.append(res)
+            print(f"T={t:5d} {method:6s} {res['seconds']:8.2f} s   extra peak RSS {res['extra_peak_rss_mb']:8.0f} MB", flush=True)
+    print()
+    print(f"{'T':>5} {'ours/floor':>11} {'naive/ours':>11} {'RSS ours MB':>12} {'RSS naive MB':>13}")
+    for t in args.tokens:
+        r = {x["method"]: x for x in rows if x["tokens"] == t}
+        print(
+            f"{t:5d} {r['ours']['seconds'] / r['floor']['seconds']:11.2f} {r['naive']['seconds'] / r['ours']['seconds']:11.2f} "
+            f"{r['ours']['extra_peak_rss_mb']:12.0f} {r['naive']['extra_peak_rss_mb']:13.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from .text import label
 from .view import auto_stride, select_positions, select_rows, top1_matches_target
 
 PT = 1 / 72  # inches per point
+MAX_PIXELS = 16000  # longest side of a raster image; beyond it the dpi is lowered (use SVG or positions=)
 
 
 def _font_size(n_cols: int) -> float:
@@ -141,7 +142,9 @@ def heatmap(
         fig.suptitle(title, x=y_margin / fig_w, ha="left", fontsize=tick_fs + 3)
 
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", pad_inches=0.08, facecolor="white")
+        raster = os.fspath(path).lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
+        save_dpi = min(dpi, MAX_PIXELS / max(fig_w, fig_h)) if raster else dpi  # huge inputs: cap the bitmap
+        fig.savefig(os.fspath(path), dpi=save_dpi, bbox_inches="tight", pad_inches=0.08, facecolor="white")
     return fig
 
 

@@ -128,6 +128,7 @@ def heatmap_html(
         width=max(600, 160 + 72 * len(cols)),
         height=max(360, 180 + 26 * len(rows)),
         hoverlabel={"font": {"family": "monospace"}},
+        template="simple_white",
     )
     if any(targets):
         fig.add_trace(

@@ -109,3 +109,21 @@ def test_bad_invocations_fail_cleanly(tiny_lm_dir, tmp_path):
         result = run(*args, ok=False)
         assert result.exit_code == 2 and result.stderr.startswith("error: "), args
         assert "Traceback" not in result.output
+
+
+def test_run_all_batches_in_order_with_per_item_targets():
+    from logitscope.cli.lens import run_all
+
+    class FakeScope:
+        calls = []
+
+        def lens(self, texts, *, target=None, batch_size, **kwargs):
+            self.calls.append((list(texts), target))
+            return [f"{t}|{target[i] if target else None}" for i, t in enumerate(texts)]
+
+    scope = FakeScope()
+    items = [("a", None), ("b", "x"), ("c", None), ("d", None), ("e", None)]
+    out = run_all(scope, items, " dflt", batch_size=2)
+    assert out == ["a| dflt", "b|x", "c| dflt", "d| dflt", "e| dflt"]
+    assert [len(c[0]) for c in scope.calls] == [2, 2, 1]
+    assert run_all(FakeScope(), [("a", None)], None, batch_size=4) == ["a|None"]

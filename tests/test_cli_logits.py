@@ -31,10 +31,8 @@ def run(*args: str):
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gpt2")
-    tiny.saved_gpt2(path)
-    return path
+def gpt2_dir(tiny_lm_dir):
+    return tiny_lm_dir  # conftest: tiny GPT-2 with a byte-level BPE tokenizer, 64 positions
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +126,7 @@ def test_embed_nearest(bert_dir):
     api = logitscope.load(bert_dir).nearest("cat", k=4)
     assert data["ids"] == api.ids.tolist() and data["query"] == "cat"
     table = run("embed", bert_dir, "cat", "-n", "4", "--metric", "dot")
-    assert table.exit_code == 0 and "nearest by dot" in table.stdout and "rank" in table.stdout
+    assert table.exit_code == 0 and "nearest to cat by dot" in table.stdout and "rank" in table.stdout
     several = run("embed", bert_dir, "the cat sat", "-n", "2", "-f", "json")
     assert [d["query"] for d in json.loads(several.stdout)] == ["the", "cat", "sat"]
     assert run("embed", bert_dir, "cat", "--metric", "euclid").exit_code == 2

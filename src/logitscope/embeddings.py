@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import EmptyInputError, InputError
-from .inputs import context_limit, display_tokens, to_ids
+from .inputs import _check_vocab, context_limit, display_tokens, to_ids
 from .kernel import DEFAULT_CHUNK_ELEMENTS
 
 
@@ -253,15 +253,10 @@ def nearest(scope, token, *, k: int = 10, metric: str = "cosine", include_self: 
 
 # -- embed -----------------------------------------------------------------------------------
 def _ids(scope, inputs, special_tokens: bool) -> list[int]:
-    if isinstance(inputs, str) and not inputs:
-        raise EmptyInputError("the text is empty")
     ids = to_ids(inputs, scope.tokenizer, special_tokens=special_tokens)
     if not ids:
         raise EmptyInputError("the input is empty: it has no tokens")
-    V = scope.model.get_input_embeddings().weight.shape[0]
-    bad = [i for i in ids if not 0 <= i < V]
-    if bad:
-        raise InputError(f"token ids {bad[:5]} are outside the vocabulary (size {V})")
+    _check_vocab(ids, scope.model.get_input_embeddings().weight.shape[0])
     return ids
 
 

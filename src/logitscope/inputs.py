@@ -52,6 +52,8 @@ def is_single(x) -> bool:
 def to_ids(x, tokenizer, *, special_tokens: bool = True) -> list[int]:
     """Token ids of a string (via the tokenizer), a list of ints or a 1-D LongTensor."""
     if isinstance(x, str):
+        if not x:  # checked here: special tokens would make "" a non-empty input for some tokenizers
+            raise EmptyInputError("the text is empty")
         if tokenizer is None:
             raise InputError("text input needs a tokenizer: pass tokenizer= to Scope, or give token ids")
         return list(tokenizer(x, add_special_tokens=special_tokens)["input_ids"])

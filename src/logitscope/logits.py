@@ -99,7 +99,6 @@ class TopTokens:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TopTokens:
         """Rebuild from :meth:`to_dict` output (e.g. ``json.load`` of ``--format json``)."""
-        nan = lambda v: [np.nan if x is None else x for x in v] if v and not isinstance(v[0], list) else v  # noqa: E731
         return cls(
             positions=data["positions"],
             tokens=list(data["tokens"]),
@@ -110,7 +109,7 @@ class TopTokens:
             top_logits=data["top_logits"],
             target_ids=data["target_ids"],
             target_tokens=list(data["target_tokens"]),
-            target_probs=nan(data["target_probs"]),
+            target_probs=[np.nan if p is None else p for p in data["target_probs"]],
             target_ranks=data["target_ranks"],
             source_tokens=data.get("source_tokens"),
             generated_text=data.get("generated_text"),
@@ -291,8 +290,6 @@ def run_logits(
     items = [inputs] if single else list(inputs)
     if not items:
         raise EmptyInputError("no inputs given")
-    if any(isinstance(x, str) and not x for x in items):
-        raise EmptyInputError("the text is empty")
     if single or target is None or is_single(target):
         targets = [target] * len(items)
     else:

@@ -7,9 +7,10 @@ encoder-decoder models. Every logits row comes from ``model(...).logits``, never
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -73,48 +74,23 @@ class TopTokens:
         self.target_ranks = np.asarray(self.target_ranks, dtype=np.int64).reshape(P)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; floats rounded to 7 digits, NaN written as ``null``."""
-
-        def floats(a: np.ndarray):
-            return np.where(np.isnan(a), None, a.astype(np.float64).round(7)).tolist()
-
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "meta": dict(self.meta),
-            "positions": self.positions.tolist(),
-            "tokens": list(self.tokens),
-            "token_ids": self.token_ids.tolist(),
-            "top_ids": self.top_ids.tolist(),
-            "top_tokens": [list(row) for row in self.top_tokens],
-            "top_probs": floats(self.top_probs),
-            "top_logits": floats(self.top_logits),
-            "target_ids": self.target_ids.tolist(),
-            "target_tokens": list(self.target_tokens),
-            "target_probs": floats(self.target_probs),
-            "target_ranks": self.target_ranks.tolist(),
-            "source_tokens": self.source_tokens,
-            "generated_text": self.generated_text,
-        }
+        """JSON-ready dict (schema in ``docs/logits_embeddings.md``); floats rounded to 7 digits, NaN as ``null``."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                floats = value.dtype.kind == "f"
+                value = np.where(np.isnan(value), None, value.astype(np.float64).round(7)) if floats else value
+                value = value.tolist()
+            out[f.name] = copy.deepcopy(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TopTokens:
         """Rebuild from :meth:`to_dict` output (e.g. ``json.load`` of ``--format json``)."""
-        return cls(
-            positions=data["positions"],
-            tokens=list(data["tokens"]),
-            token_ids=data["token_ids"],
-            top_ids=data["top_ids"],
-            top_tokens=[list(row) for row in data["top_tokens"]],
-            top_probs=data["top_probs"],
-            top_logits=data["top_logits"],
-            target_ids=data["target_ids"],
-            target_tokens=list(data["target_tokens"]),
-            target_probs=[np.nan if p is None else p for p in data["target_probs"]],
-            target_ranks=data["target_ranks"],
-            source_tokens=data.get("source_tokens"),
-            generated_text=data.get("generated_text"),
-            meta=dict(data.get("meta", {})),
-        )
+        kwargs = {f.name: copy.deepcopy(data[f.name]) for f in fields(cls) if f.name in data}
+        kwargs["target_probs"] = [np.nan if p is None else p for p in data["target_probs"]]
+        return cls(**kwargs)
 
 
 def top_tokens(
@@ -310,7 +286,8 @@ def run_logits(
         )
         for x, t in zip(items, targets)
     ]
-    finish = lambda z: z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype)  # noqa: E731
+    # one copy of the wanted rows, so no result keeps a whole batch's (B, T, V) logits alive
+    finish = lambda z: z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype, copy=True)  # noqa: E731
     if generate is not None:
         results = [_generate(scope, enc, generate, finish) for enc in encs]
     else:
@@ -324,7 +301,7 @@ def run_logits(
                 z = scope.model(**kwargs).logits  # (B, T, V)
             for row, i in enumerate(idx):
                 n = len(encs[i].lens_ids)
-                results[i] = _result(scope, encs[i], finish(z[row, :n]).clone())
+                results[i] = _result(scope, encs[i], finish(z[row, :n]))
             del z
     return results[0] if single else results
 
@@ -332,8 +309,9 @@ def run_logits(
 def _result(scope, enc: Encoded, logits: torch.Tensor, **extra) -> LogitsResult:
     tok, parts = scope.tokenizer, scope.parts
     ids = extra.pop("token_ids", enc.lens_ids)
-    mask_id = getattr(tok, "mask_token_id", None)
-    masks = [i for i, t in enumerate(ids) if parts.kind == "masked" and mask_id is not None and t == mask_id]
+    masks = []
+    if parts.kind == "masked" and getattr(tok, "mask_token_id", None) is not None:
+        masks = [i for i, t in enumerate(ids) if t == tok.mask_token_id]
     extra.setdefault("source_ids", enc.input_ids if enc.decoder_ids is not None else None)
     return LogitsResult(
         logits=logits,

@@ -102,12 +102,13 @@ def run_method(method: str, tokens: int, n_layer: int, vocab: int, threads: int,
     times, peaks = [], []
     for _ in range(repeat):
         with PeakRSS() as mem:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
         peaks.append(mem.peak)
         gc.collect()
-    return {"method": method, "tokens": tokens, "seconds": min(times), "extra_peak_rss_mb": max(peaks)}
+    wall, cpu = min(times)
+    return {"method": method, "tokens": tokens, "seconds": wall, "cpu_seconds": cpu, "extra_peak_rss_mb": max(peaks)}
 
 
 def main() -> None:
@@ -130,14 +131,23 @@ def main() -> None:
             cmd += ["--vocab", str(args.vocab), "--threads", str(args.threads), "--repeat", str(args.repeat)]
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             rows.append(res)
-            print(f"T={t:5d} {method:6s} {res['seconds']:8.2f} s   extra peak RSS {res['extra_peak_rss_mb']:8.0f} MB", flush=True)
+            print(
+                f"T={t:5d} {method:6s} wall {res['seconds']:7.2f} s  cpu {res['cpu_seconds']:7.2f} s  "
+                f"extra peak RSS {res['extra_peak_rss_mb']:7.0f} MB",
+                flush=True,
+            )
     print()
-    print(f"{'T':>5} {'ours/floor':>11} {'naive/ours':>11} {'RSS ours MB':>12} {'RSS naive MB':>13}")
+    print("ratios (wall / cpu time): ours÷floor (target ≤ 1.25), naive÷ours (target ≥ 2);")
+    print("naive÷floor bounds naive÷ours from above: no lens can beat the floor")
+    print(f"{'T':>5} {'ours/floor':>15} {'naive/ours':>15} {'naive/floor':>15} {'RSS ours MB':>12} {'RSS naive MB':>13}")
     for t in args.tokens:
         r = {x["method"]: x for x in rows if x["tokens"] == t}
+        ratio = lambda a, b, k, r=r: r[a][k] / r[b][k]  # noqa: E731
         print(
-            f"{t:5d} {r['ours']['seconds'] / r['floor']['seconds']:11.2f} {r['naive']['seconds'] / r['ours']['seconds']:11.2f} "
-            f"{r['ours']['extra_peak_rss_mb']:12.0f} {r['naive']['extra_peak_rss_mb']:13.0f}"
+            f"{t:5d} {ratio('ours', 'floor', 'seconds'):7.2f}/{ratio('ours', 'floor', 'cpu_seconds'):<7.2f}"
+            f" {ratio('naive', 'ours', 'seconds'):7.2f}/{ratio('naive', 'ours', 'cpu_seconds'):<7.2f}"
+            f" {ratio('naive', 'floor', 'seconds'):7.2f}/{ratio('naive', 'floor', 'cpu_seconds'):<7.2f}"
+            f" {r['ours']['extra_peak_rss_mb']:12.0f} {r['naive']['extra_peak_rss_mb']:13.0f}"
         )
 
 

@@ -166,6 +166,11 @@ def build(name: str, seed: int = 0, noise: float = 0.05):
         model = AutoModelForMaskedLM.from_config(cfg)
     else:
         model = AutoModelForCausalLM.from_config(cfg)
+    if name == "t5_untied":
+        # transformers 5 always ties T5's head to the shared embedding (the config flag only
+        # drives the d_model**-0.5 rescale); untie it by hand, as a T5 v1.1 checkpoint is.
+        head = model.lm_head
+        head.weight = torch.nn.Parameter(head.weight.detach().clone() + torch.randn_like(head.weight))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * noise)

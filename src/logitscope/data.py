@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmptyInputError, InputError
+from .errors import ContextLengthError, EmptyInputError, InputError
+from .inputs import context_limit
 
+DEFAULT_SEQ_LEN = 1024
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PIECE_BYTES = 1 << 20  # a plain-text file is tokenised in pieces of about this size
@@ -144,6 +146,16 @@ def token_chunks(pieces: Iterable[tuple[str, bool]], tokenizer, eos_id: int) -> 
             batch, size = [], 0
     if batch:
         yield flush()
+
+
+def resolve_seq_len(seq_len: int | None, config) -> int:
+    """``seq_len`` (default 1024, capped at the model's context); too long for the model is an error."""
+    limit = context_limit(config)
+    if seq_len is None:
+        return min(DEFAULT_SEQ_LEN, limit) if limit else DEFAULT_SEQ_LEN
+    if limit is not None and seq_len > limit:
+        raise ContextLengthError(f"seq_len {seq_len} exceeds the model's context length {limit}")
+    return int(seq_len)
 
 
 def windows(chunks: Iterable[np.ndarray], seq_len: int, max_tokens: int | None = None) -> Iterator[np.ndarray]:

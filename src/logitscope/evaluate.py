@@ -23,16 +23,20 @@ import numpy as np
 import torch
 
 from .capture import run_captured
-from .data import token_byte_lengths, token_stream, windows
+from .data import resolve_seq_len, token_byte_lengths, token_stream, windows
 from .distributed import DistContext
-from .errors import ContextLengthError, InputError
-from .inputs import context_limit
+from .errors import InputError
 from .kernel import stream_stats
 
-DEFAULT_SEQ_LEN = 1024
 SUMS = ("ce", "kl_to_final", "entropy", "top1_agreement", "top1_accuracy")  # window_sums[..., j]
 METRICS = ("ce", "bits_per_byte", "kl_to_final", "entropy", "top1_agreement", "top1_accuracy")
 LN2 = math.log(2.0)
+PANELS = [  # (title, [(label, metric)]) of the four plot panels
+    ("cross-entropy vs next token (nats)", [("CE", "ce")]),
+    ("KL(final ‖ layer) (nats)", [("KL", "kl_to_final")]),
+    ("entropy (nats)", [("entropy", "entropy")]),
+    ("top-1", [("accuracy", "top1_accuracy"), ("agreement with final", "top1_agreement")]),
+]
 
 
 @dataclass
@@ -164,15 +168,6 @@ class EvalResult:
             self.plot_html().write_html(paths["html"], include_plotlyjs=True)
         return paths
 
-    def _panels(self):
-        """(title, [(label, metric)]) of the four plot panels."""
-        return [
-            ("cross-entropy vs next token (nats)", [("CE", "ce")]),
-            ("KL(final ‖ layer) (nats)", [("KL", "kl_to_final")]),
-            ("entropy (nats)", [("entropy", "entropy")]),
-            ("top-1", [("accuracy", "top1_accuracy"), ("agreement with final", "top1_agreement")]),
-        ]
-
     def plot(self):
         """A matplotlib Figure of the four per-layer curves with CI bands."""
         from matplotlib.figure import Figure
@@ -180,7 +175,7 @@ class EvalResult:
         fig = Figure(figsize=(11, 7.5), layout="constrained")
         axes = fig.subplots(2, 2, sharex=True).ravel()
         x = self.layers
-        for ax, (title, series) in zip(axes, self._panels()):
+        for ax, (title, series) in zip(axes, PANELS):
             for label, m in series:
                 ax.plot(x, getattr(self, m), marker="o", ms=3, label=label)
                 ax.fill_between(x, self.ci[m][:, 0], self.ci[m][:, 1], alpha=0.25)
@@ -190,6 +185,7 @@ class EvalResult:
                 ax.legend()
         for ax in axes[2:]:
             ax.set_xlabel("layer (0 = embeddings)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
         fig.suptitle(self._title())
         return fig
 
@@ -198,10 +194,9 @@ class EvalResult:
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
-        panels = self._panels()
-        fig = make_subplots(rows=2, cols=2, subplot_titles=[t for t, _ in panels], shared_xaxes=True)
+        fig = make_subplots(rows=2, cols=2, subplot_titles=[t for t, _ in PANELS], shared_xaxes=True)
         x = [int(v) for v in self.layers]
-        for k, (_, series) in enumerate(panels):
+        for k, (_, series) in enumerate(PANELS):
             r, c = k // 2 + 1, k % 2 + 1
             for label, m in series:
                 lo, hi = self.ci[m][:, 0].tolist(), self.ci[m][:, 1].tolist()
@@ -250,8 +245,6 @@ def _intervals(sums, tokens, nbytes, point, method, confidence, n_boot, seed) ->
                 se = np.sqrt(W / (W - 1) * (resid**2).sum(0)) / den.sum() if W > 1 else np.full(S, np.nan)
             out[m] = np.stack([point[m] - z * se, point[m] + z * se], axis=1)
         return out
-    if method != "bootstrap":
-        raise InputError(f"ci must be 'bootstrap' or 'stderr', not {method!r}")
     rng = np.random.default_rng(seed)
     flat = np.concatenate([sums.reshape(W, S * 5), tokens[:, None], nbytes[:, None]], axis=1).astype(np.float64)
     draws = []
@@ -277,16 +270,6 @@ def _num(v):
 
 def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-
-
-def resolve_seq_len(seq_len: int | None, config) -> int:
-    """``seq_len`` (default 1024, capped at the model's context); too long for the model is an error."""
-    limit = context_limit(config)
-    if seq_len is None:
-        return min(DEFAULT_SEQ_LEN, limit) if limit else DEFAULT_SEQ_LEN
-    if limit is not None and seq_len > limit:
-        raise ContextLengthError(f"seq_len {seq_len} exceeds the model's context length {limit}")
-    return int(seq_len)
 
 
 def auto_batch_size(scope, seq_len: int, *, share: float = 0.4) -> int:
@@ -341,6 +324,8 @@ def run_eval(
     B = auto_batch_size(scope, seq_len) if batch_size in ("auto", None) else int(batch_size)
     if B < 1:
         raise InputError("batch_size must be at least 1")
+    if ci not in ("bootstrap", "stderr"):
+        raise InputError(f"ci must be 'bootstrap' or 'stderr', not {ci!r}")
     chunks, corpus = token_stream(data, tok, config)
     produced = [0]  # tokens the tokenizer has produced (for the progress total)
 
@@ -394,30 +379,13 @@ def run_eval(
     if len(order) == 0:
         raise InputError("the data holds fewer than two tokens: nothing to score")
     elapsed = time.perf_counter() - t0
-    meta = {
-        "model": scope.name,
-        "model_type": parts.model_type,
-        "seq_len": seq_len,
-        "max_tokens": max_tokens,
-        "batch_size": B,
-        "world_size": dist.world_size,
-        "dtype": str(next(scope.model.parameters()).dtype).replace("torch.", ""),
-        "bytes_known": byte_len is not None,
-        "elapsed_s": round(elapsed, 3),
-        "tokens_per_s": round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None,
-    }
+    meta = dict(model=scope.name, model_type=parts.model_type, seq_len=seq_len, max_tokens=max_tokens, batch_size=B)
+    meta.update(world_size=dist.world_size, dtype=str(next(scope.model.parameters()).dtype).replace("torch.", ""))
+    meta.update(bytes_known=byte_len is not None, elapsed_s=round(elapsed, 3))
+    meta["tokens_per_s"] = round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None
+    picked = (w_ids[order], w_tok[order], w_bytes[order], w_sums[order])
     return EvalResult.from_windows(
-        rows,
-        w_ids[order],
-        w_tok[order],
-        w_bytes[order],
-        w_sums[order],
-        totals,
-        ci=ci,
-        confidence=confidence,
-        n_boot=n_boot,
-        seed=seed,
-        meta=meta,
+        rows, *picked, totals, ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta
     )
 
 

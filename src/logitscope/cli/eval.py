@@ -23,7 +23,7 @@ def eval_command(
     model: str = typer.Argument(..., help="Hub id, local directory or 'demo'."),
     data: Path = typer.Option(..., "--data", help="A .txt file, a .jsonl file (a 'text' field per line), or a directory."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", help="Stop after exactly this many scored tokens."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per window [default: 1024, capped at the model's context]."),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per window (default 1024, capped at the model's context)."),
     batch_size: str = typer.Option("auto", "--batch-size", help="Windows per forward pass, or 'auto' (from free memory)."),
     out: Path = typer.Option(Path("logitscope-eval"), "--out", help="Output directory."),
     ci: str = typer.Option("bootstrap", "--ci", help="Confidence intervals: 'bootstrap' (over windows) or 'stderr'."),

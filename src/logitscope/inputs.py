@@ -166,3 +166,35 @@ def display_tokens(ids: Sequence[int], tokenizer) -> list[str]:
             text = " " + text
         out.append(text)
     return out
+
+
+def encode_all(inputs, *, kind: str, tokenizer, config, vocab_size: int, target=None, truncate: bool = False):
+    """Encode one input or a list of them, pairing each with its target.
+
+    ``target`` is one continuation for all inputs, or (for a list of inputs) a list with one
+    per input. Returns ``(single, encodings)``; ``single`` is ``True`` for one bare input.
+    """
+    single = is_single(inputs)
+    items = [inputs] if single else list(inputs)
+    if not items:
+        raise EmptyInputError("no inputs given")
+    if single or target is None or is_single(target):
+        targets = [target] * len(items)
+    else:
+        targets = list(target)
+        if len(targets) != len(items):
+            raise InputError(f"{len(items)} inputs but {len(targets)} targets")
+    encs = [
+        encode(x, kind=kind, tokenizer=tokenizer, config=config, vocab_size=vocab_size, target=t, truncate=truncate)
+        for x, t in zip(items, targets)
+    ]
+    return single, encs
+
+
+def length_batches(encs: Sequence[Encoded], batch_size: int):
+    """Yield ``(indices, encodings)`` batches, longest first (similar lengths share a batch, and an
+    out-of-memory shows on the first one); callers restore input order with the indices."""
+    order = sorted(range(len(encs)), key=lambda i: -len(encs[i].lens_ids))
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0 : b0 + batch_size]
+        yield idx, [encs[i] for i in idx]

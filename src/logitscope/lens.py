@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from .capture import run_captured
-from .errors import EmptyInputError, InputError, UnsupportedModelError
-from .inputs import Encoded, display_tokens, encode, is_single, track_ids
+from .errors import InputError, UnsupportedModelError
+from .inputs import Encoded, display_tokens, encode_all, length_batches, track_ids
 from .kernel import stream_stats
 from .result import LensResult
 
@@ -63,33 +63,19 @@ def run_lens(
 ):
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
     parts = scope.require_head()
-    single = is_single(inputs)
-    items = [inputs] if single else list(inputs)
-    if not items:
-        raise EmptyInputError("no inputs given")
-    if single or target is None or isinstance(target, str) or is_single(target):
-        targets = [target] * len(items)
-    else:
-        targets = list(target)
-        if len(targets) != len(items):
-            raise InputError(f"{len(items)} inputs but {len(targets)} targets")
     vocab_size = parts.vocab_size
     if not 1 <= top_k <= vocab_size:
         raise InputError(f"top_k must be between 1 and the vocabulary size ({vocab_size})")
     tok, config = scope.tokenizer, scope.model.config
-    encs = [
-        encode(x, kind=parts.kind, tokenizer=tok, config=config, vocab_size=vocab_size, target=t, truncate=truncate)
-        for x, t in zip(items, targets)
-    ]
+    single, encs = encode_all(
+        inputs, kind=parts.kind, tokenizer=tok, config=config, vocab_size=vocab_size, target=target, truncate=truncate
+    )
     tracked = torch.tensor(track_ids(track, tok, vocab_size), dtype=torch.long)
     L = parts.n_blocks
     rows = resolve_layers(layers, L)
     stat_rows = [r for r in rows if r != L] + [L]  # the kernel wants the final stream last
-    order = np.argsort([-len(e.lens_ids) for e in encs], kind="stable")  # longest first: OOM shows early
     results: list[LensResult | None] = [None] * len(encs)
-    for b0 in range(0, len(order), batch_size):
-        idx = [int(i) for i in order[b0 : b0 + batch_size]]
-        batch = [encs[i] for i in idx]
+    for idx, batch in length_batches(encs, batch_size):
         kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
         captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
         lengths = [len(e.lens_ids) for e in batch]

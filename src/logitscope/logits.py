@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ContextLengthError, EmptyInputError, InputError
-from .inputs import Encoded, context_limit, display_tokens, encode, is_single
+from .errors import ContextLengthError, InputError
+from .inputs import Encoded, context_limit, display_tokens, encode_all, length_batches
 from .lens import model_inputs
 
 SCHEMA_VERSION = 1
@@ -262,16 +262,6 @@ def run_logits(
 ):
     """Implementation of :meth:`logitscope.Scope.logits` (see there)."""
     parts = scope.require_head()
-    single = is_single(inputs)
-    items = [inputs] if single else list(inputs)
-    if not items:
-        raise EmptyInputError("no inputs given")
-    if single or target is None or is_single(target):
-        targets = [target] * len(items)
-    else:
-        targets = list(target)
-        if len(targets) != len(items):
-            raise InputError(f"{len(items)} inputs but {len(targets)} targets")
     if generate is not None:
         if target is not None:
             raise InputError("give target= or generate=, not both")
@@ -279,23 +269,22 @@ def run_logits(
             raise InputError("masked LMs do not generate: generate= works with causal and encoder-decoder models")
         if generate < 1:
             raise InputError("generate= must be a positive number of tokens")
-    tok, config = scope.tokenizer, scope.model.config
-    encs = [
-        encode(
-            x, kind=parts.kind, tokenizer=tok, config=config, vocab_size=parts.vocab_size, target=t, truncate=truncate
-        )
-        for x, t in zip(items, targets)
-    ]
+    single, encs = encode_all(
+        inputs,
+        kind=parts.kind,
+        tokenizer=scope.tokenizer,
+        config=scope.model.config,
+        vocab_size=parts.vocab_size,
+        target=target,
+        truncate=truncate,
+    )
     # one copy of the wanted rows, so no result keeps a whole batch's (B, T, V) logits alive
     finish = lambda z: z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype, copy=True)  # noqa: E731
     if generate is not None:
         results = [_generate(scope, enc, generate, finish) for enc in encs]
     else:
         results = [None] * len(encs)
-        order = np.argsort([-len(e.lens_ids) for e in encs], kind="stable")  # similar lengths share a batch
-        for b0 in range(0, len(order), batch_size):
-            idx = [int(i) for i in order[b0 : b0 + batch_size]]
-            batch = [encs[i] for i in idx]
+        for idx, batch in length_batches(encs, batch_size):
             kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
             with torch.inference_mode():
                 z = scope.model(**kwargs).logits  # (B, T, V)

@@ -141,6 +141,8 @@ def test_text_jsonl_and_directory_inputs(gpt2, tmp_path):
     as_list = scope.evaluate(DOCS[1:], seq_len=SEQ, batch_size=4)
     from_jsonl = scope.evaluate(tmp_path / "docs.jsonl", seq_len=SEQ, batch_size=4)
     np.testing.assert_array_equal(from_jsonl.window_sums, as_list.window_sums)
+    by_name = scope.evaluate(str(tmp_path / "docs.jsonl"), seq_len=SEQ, batch_size=4)  # an existing path
+    np.testing.assert_array_equal(by_name.window_sums, as_list.window_sums)
     from_txt = scope.evaluate(tmp_path / "one.txt", seq_len=SEQ)
     assert from_txt.n_tokens == len(stream_of(tok, DOCS[:1])) - 1
     from_dir = scope.evaluate(tmp_path, seq_len=SEQ, batch_size=4)  # sorted: docs.jsonl, then one.txt

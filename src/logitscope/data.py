@@ -189,10 +189,13 @@ def windows(chunks: Iterable[np.ndarray], seq_len: int, max_tokens: int | None =
 def token_stream(data, tokenizer, config) -> tuple[Iterator[np.ndarray], Corpus | None]:
     """Turn any supported ``data`` into token chunks, plus the :class:`Corpus` when reading files.
 
-    ``data`` is a path (``os.PathLike``) or :class:`Corpus`; a ``str`` (one document's text); an
+    ``data`` is a path (``os.PathLike``, or a ``str`` naming an existing file or directory) or
+    :class:`Corpus`; any other ``str`` (one document's text); an
     iterable of ``str`` (documents); a 1-D integer tensor/array or iterable of ints (a ready token
     stream, used as is); or an iterable of id lists (tokenised documents, joined with EOS).
     """
+    if isinstance(data, str) and "\n" not in data and len(data) < 4096 and os.path.exists(data):
+        data = Path(data)  # a string naming an existing file or directory is read as a path
     corpus = Corpus(data) if isinstance(data, os.PathLike) else data if isinstance(data, Corpus) else None
     if corpus is not None:
         return token_chunks(corpus, _need(tokenizer), resolve_eos(tokenizer, config)), corpus

@@ -214,8 +214,9 @@ class Scope:
         ``seq_len + 1`` tokens overlapping by one, so every token but the first is scored once.
 
         Args:
-            data: a ``pathlib.Path`` (text file, JSONL with a ``text`` field, or a directory of
-                them), a ``str`` (one document), an iterable of ``str`` (documents), a 1-D integer
+            data: a path (text file, JSONL with a ``text`` field, or a directory of them; a
+                ``str`` naming an existing one counts as a path), any other ``str`` (one
+                document), an iterable of ``str`` (documents), a 1-D integer
                 tensor/array or iterable of ints (a token stream), or an iterable of id lists.
             max_tokens: stop after exactly this many scored tokens.
             seq_len: tokens per window (default 1024, capped at the model's context).

@@ -110,6 +110,7 @@ def stream_stats(
     top_k: int = 5,
     chunk_rows: int = 512,
     vocab_size: int | None = None,
+    device: torch.device | str | None = None,
 ) -> StreamStats:
     """Lens statistics of residual streams through ``unembed``.
 
@@ -123,7 +124,8 @@ def stream_stats(
         top_k: how many top tokens to keep per row.
         chunk_rows: at most this many (stream, position) rows are projected at once; peak
             extra memory is about ``9.3 * chunk_rows * vocab`` bytes.
-        vocab_size: size of the logits (found with a one-row probe when not given).
+        vocab_size, device: size and device of the logits (found with a one-row probe when
+            either is not given).
     """
     S, P, _ = streams.shape
     track = torch.empty(0, dtype=torch.long) if track is None else track
@@ -143,8 +145,10 @@ def stream_stats(
     pos_step = max(1, min(P, chunk_rows // max(1, n_other)))
     grp_step = max(1, min(n_other, chunk_rows // pos_step)) if n_other else 1
     with torch.inference_mode():
-        probe = unembed(streams[S - 1, :1])
-        device, V = probe.device, vocab_size or probe.shape[-1]
+        if vocab_size is None or device is None:
+            probe = unembed(streams[S - 1, :1])
+            vocab_size, device = probe.shape[-1], probe.device
+        V = vocab_size
         buf = _Buffers(max(pos_step, pos_step * grp_step), V, device)
         p_final = torch.empty(pos_step, V, device=device)
         targets, track = targets.to(device), track.to(device)

@@ -87,7 +87,14 @@ def run_lens(
         del captured
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
         stats = stream_stats(
-            streams, parts.unembed, targets=tgt, track=tracked, top_k=top_k, chunk_rows=scope.chunk_size
+            streams,
+            parts.unembed,
+            targets=tgt,
+            track=tracked,
+            top_k=top_k,
+            chunk_rows=scope.chunk_size,
+            vocab_size=vocab_size,
+            device=parts.head_device,
         )
         del streams
         keep = [stat_rows.index(r) for r in rows]  # back to ascending stream order

@@ -26,8 +26,8 @@ from .inputs import context_limit
 DEFAULT_SEQ_LEN = 1024
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-PIECE_BYTES = 1 << 20  # a plain-text file is tokenised in pieces of about this size
-TOKENIZE_BATCH_BYTES = 1 << 20  # text handed to the tokenizer per call
+PIECE_BYTES = 1 << 18  # a plain-text file is tokenised in pieces of about this size
+TOKENIZE_BATCH_BYTES = 1 << 18  # text handed to the tokenizer per call
 
 
 class Corpus:

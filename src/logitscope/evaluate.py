@@ -336,18 +336,23 @@ def run_eval(
 
     byte_len = token_byte_lengths(tok, V) if tok is not None else None
     rows = list(range(L + 1))
-    ids, ntok, nbyte, sums = [], [], [], []
+    S = L + 1
+    table = np.empty((1024, 3 + 5 * S))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
+    n_rows = 0
     batch: list[tuple[int, np.ndarray]] = []
     t0, done = time.perf_counter(), 0
 
     def flush():
-        nonlocal done
+        nonlocal done, n_rows, table
         x = np.stack([w[:-1] for _, w in batch])  # (B, T)
         y = np.stack([w[1:] for _, w in batch])
-        sums.append(_window_sums(scope, parts, rows, x, y))
-        ids.extend(i for i, _ in batch)
-        ntok.extend([y.shape[1]] * len(batch))
-        nbyte.extend(byte_len[y].sum(1).tolist() if byte_len is not None else [0] * len(batch))
+        if n_rows + len(batch) > len(table):  # one growing array: no small long-lived allocations
+            table = np.concatenate([table, np.empty_like(table)])
+        new = table[n_rows : n_rows + len(batch)]
+        new[:, 0], new[:, 1] = [i for i, _ in batch], y.shape[1]
+        new[:, 2] = byte_len[y].sum(1) if byte_len is not None else 0
+        new[:, 3:] = _window_sums(scope, parts, rows, x, y).reshape(len(batch), -1)
+        n_rows += len(batch)
         done += y.size
         batch.clear()
         if progress is not None:
@@ -369,9 +374,9 @@ def run_eval(
             flush()
     if batch:
         flush()
-    S = L + 1
-    local_sums = np.concatenate(sums) if sums else np.zeros((0, S, 5))
-    local = (np.asarray(ids, np.int64), np.asarray(ntok, np.int64), np.asarray(nbyte, np.int64), local_sums)
+    t = table[:n_rows]
+    local_sums = t[:, 3:].reshape(n_rows, S, 5)
+    local = (t[:, 0].astype(np.int64), t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), local_sums.copy())
     totals = dist.all_reduce_sum(np.concatenate([local_sums.sum(0).T.ravel(), [local[1].sum(), local[2].sum()]]))
     parts_all = dist.all_gather(local)
     w_ids, w_tok, w_bytes, w_sums = (np.concatenate(p) for p in zip(*parts_all))

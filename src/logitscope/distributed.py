@@ -1,10 +1,13 @@
-"""torch.distributed plumbing for corpus evaluation: init from the torchrun environment, collectives.
+"""Processes and devices for corpus evaluation: torchrun init, collectives, memory-based sizing.
 
 ``torchrun --nproc_per_node N -m logitscope eval ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``) set; :func:`init_from_env`
 joins them into one process group (NCCL when CUDA is available, else gloo). Every rank reads the
 same window sequence and keeps windows ``i % world_size == rank``; sums are all-reduced and
 per-window rows all-gathered, so every rank ends with the single-process result.
+
+:func:`auto_batch_size` and :func:`eval_chunk_rows` size the work of one process from the free
+memory of its device.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+
+EVAL_CHUNK_ROWS = 1024  # kernel rows per projection evaluation aims for (see eval_chunk_rows)
+KERNEL_BYTES = 9.3  # kernel work memory per logit of a chunk (kernel.stream_stats docstring)
 
 
 @dataclass
@@ -124,3 +130,43 @@ def model_device(ctx: DistContext, requested: str | None) -> str | None:
             return f"cuda:{ctx.local_rank}"
         return "cpu" if requested in (None, "auto") else requested
     return requested
+
+
+def free_memory(device) -> int:
+    """Free bytes on ``device``: ``torch.cuda.mem_get_info`` on GPUs, available RAM otherwise."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def eval_chunk_rows(scope) -> int:
+    """Kernel rows per projection: the Scope's ``chunk_size`` raised towards :data:`EVAL_CHUNK_ROWS`.
+
+    Every projection streams the whole head matrix from memory, so evaluation (throughput-bound)
+    uses large chunks, as long as one (``9.3 × rows × vocab`` bytes) fits in 10% of free memory.
+    """
+    V = scope.require_head().vocab_size
+    fit = int(0.1 * free_memory(scope.require_head().head_device) / (KERNEL_BYTES * V))
+    return max(scope.chunk_size, min(EVAL_CHUNK_ROWS, fit))
+
+
+def auto_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4) -> int:
+    """Windows per forward from a memory budget (see docs/eval.md, "Batch size").
+
+    ``budget = share × free memory of the input device − kernel chunk``; one window costs
+    ``seq_len × ((2(L+1) + 12) · d · e + heads · seq_len · 4)`` bytes (captured streams and their
+    stacked copy, a block's activations, fp32 attention scores; ``e`` = bytes per model element).
+    Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster).
+    """
+    cfg, parts = scope.model.config, scope.require_head()
+    d = next((getattr(cfg, k) for k in ("hidden_size", "n_embd", "d_model") if getattr(cfg, k, None)), 1024)
+    heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head") if getattr(cfg, k, None)), 16)
+    e = next(scope.model.parameters()).element_size()
+    per_window = seq_len * ((2 * (parts.n_blocks + 1) + 12) * d * e + heads * seq_len * 4)
+    dev = scope.input_device
+    budget = share * free_memory(dev) - KERNEL_BYTES * chunk_rows * parts.vocab_size
+    return int(min(64 if dev.type == "cuda" else 8, max(1, budget // per_window)))

@@ -24,7 +24,7 @@ import torch
 
 from .capture import run_captured
 from .data import resolve_seq_len, token_byte_lengths, token_stream, windows
-from .distributed import DistContext
+from .distributed import DistContext, auto_batch_size, eval_chunk_rows
 from .errors import InputError
 from .kernel import stream_stats
 
@@ -272,30 +272,6 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
 
 
-def auto_batch_size(scope, seq_len: int, *, share: float = 0.4) -> int:
-    """Windows per forward from a memory budget (see docs/eval.md, "Batch size").
-
-    ``budget = share × free memory of the input device − kernel chunk``; one window costs
-    ``seq_len × ((2(L+1) + 12) · d · e + heads · seq_len · 4)`` bytes (captured streams and their
-    stacked copy, a block's activations, fp32 attention scores; ``e`` = bytes per model element).
-    Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster).
-    """
-    cfg, parts = scope.model.config, scope.require_head()
-    d = next((getattr(cfg, k) for k in ("hidden_size", "n_embd", "d_model") if getattr(cfg, k, None)), 1024)
-    heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head") if getattr(cfg, k, None)), 16)
-    e = next(scope.model.parameters()).element_size()
-    per_window = seq_len * ((2 * (parts.n_blocks + 1) + 12) * d * e + heads * seq_len * 4)
-    dev = scope.input_device
-    if dev.type == "cuda":
-        free, cap = torch.cuda.mem_get_info(dev)[0], 64
-    else:
-        import psutil
-
-        free, cap = psutil.virtual_memory().available, 8
-    budget = share * free - 2.3 * scope.chunk_size * parts.vocab_size * 4
-    return int(min(cap, max(1, budget // per_window)))
-
-
 def run_eval(
     scope,
     data,
@@ -321,7 +297,8 @@ def run_eval(
     dist = dist or DistContext()
     config, tok, V, L = scope.model.config, scope.tokenizer, parts.vocab_size, parts.n_blocks
     seq_len = resolve_seq_len(seq_len, config)
-    B = auto_batch_size(scope, seq_len) if batch_size in ("auto", None) else int(batch_size)
+    chunk = eval_chunk_rows(scope)
+    B = auto_batch_size(scope, seq_len, chunk) if batch_size in ("auto", None) else int(batch_size)
     if B < 1:
         raise InputError("batch_size must be at least 1")
     if ci not in ("bootstrap", "stderr"):
@@ -351,7 +328,7 @@ def run_eval(
         new = table[n_rows : n_rows + len(batch)]
         new[:, 0], new[:, 1] = [i for i, _ in batch], y.shape[1]
         new[:, 2] = byte_len[y].sum(1) if byte_len is not None else 0
-        new[:, 3:] = _window_sums(scope, parts, rows, x, y).reshape(len(batch), -1)
+        new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk).reshape(len(batch), -1)
         n_rows += len(batch)
         done += y.size
         batch.clear()
@@ -385,6 +362,7 @@ def run_eval(
         raise InputError("the data holds fewer than two tokens: nothing to score")
     elapsed = time.perf_counter() - t0
     meta = dict(model=scope.name, model_type=parts.model_type, seq_len=seq_len, max_tokens=max_tokens, batch_size=B)
+    meta["chunk_rows"] = chunk
     meta.update(world_size=dist.world_size, dtype=str(next(scope.model.parameters()).dtype).replace("torch.", ""))
     meta.update(bytes_known=byte_len is not None, elapsed_s=round(elapsed, 3))
     meta["tokens_per_s"] = round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None
@@ -394,7 +372,7 @@ def run_eval(
     )
 
 
-def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int) -> np.ndarray:
     """(B, S, 5) float64 per-window sums for a batch of equal-length windows, inputs x and targets y (B, T)."""
     B, T = x.shape
     S = len(rows)
@@ -404,7 +382,9 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray) ->
     streams = torch.stack([captured.pop(r).reshape(B * T, -1).to(head) for r in rows])  # (S, B·T, d)
     del captured
     targets = torch.from_numpy(y.reshape(-1))
-    st = stream_stats(streams, parts.unembed, targets=targets, top_k=1, chunk_rows=scope.chunk_size)
+    st = stream_stats(
+        streams, parts.unembed, targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head
+    )
     del streams
     view = lambda t: t.view(S, B, T)  # noqa: E731
     top = view(st.top_ids[..., 0])

@@ -11,7 +11,7 @@ GPT-2-small shape (12 blocks, d=768, vocab 50257, random init), ``--windows`` wi
 Each method runs in a fresh subprocess so its peak RSS (minus the RSS after building the model) is
 its own; the parent prints tokens/s, the ratio and the largest per-layer metric difference:
 
-    .venv/bin/python bench/bench_eval.py --windows 2 --seq-len 1024   # ~4 min on a busy 2-core box
+    .venv/bin/python bench/bench_eval.py --windows 2 --seq-len 1024   # ~2 min on a shared 2-core CPU
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_method(method: str, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--windows", type=int, default=1)
+    ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=1, help="windows per forward for ours")
     ap.add_argument("--layers", type=int, default=12)

@@ -6,6 +6,7 @@ sums all-reduced; rank 0 shows progress and writes the outputs).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -53,7 +54,7 @@ def eval_command(
             fail("--device-map spreads one model copy over this node's devices; do not combine it with torchrun")
         from ..loading import load
 
-        with status(f"loading {model}") if ctx.is_main else _nothing():
+        with status(f"loading {model}") if ctx.is_main else nullcontext():
             scope = load(
                 model,
                 device=model_device(ctx, device),
@@ -80,14 +81,6 @@ def eval_command(
             _print_summary(result, paths)
     finally:
         shutdown(ctx)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _progress_bar:

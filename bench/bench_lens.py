@@ -61,7 +61,7 @@ def build(n_layer: int, vocab: int, threads: int):
     return model
 
 
-def run_method(method: str, tokens: int, n_layer: int, vocab: int, threads: int, repeat: int) -> dict:
+def run_method(method: str, tokens: int, n_layer: int, vocab: int, threads: int, repeat: int, chunk: int | None) -> dict:
     import torch
 
     import logitscope
@@ -69,7 +69,7 @@ def run_method(method: str, tokens: int, n_layer: int, vocab: int, threads: int,
 
     model = build(n_layer, vocab, threads)
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))
-    scope = logitscope.Scope(model, self_check=False)
+    scope = logitscope.Scope(model, self_check=False, chunk_size=chunk)
 
     def naive():
         with torch.inference_mode():
@@ -118,10 +118,11 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--chunk-size", type=int, default=None, help="rows per projection (default: the library's)")
     ap.add_argument("--method", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.method:  # child process
-        out = run_method(args.method, args.tokens[0], args.layers, args.vocab, args.threads, args.repeat)
+        out = run_method(args.method, args.tokens[0], args.layers, args.vocab, args.threads, args.repeat, args.chunk_size)
         print(json.dumps(out))
         return
     rows = []
@@ -129,6 +130,7 @@ def main() -> None:
         for method in ("floor", "ours", "naive"):
             cmd = [sys.executable, __file__, "--method", method, "--tokens", str(t), "--layers", str(args.layers)]
             cmd += ["--vocab", str(args.vocab), "--threads", str(args.threads), "--repeat", str(args.repeat)]
+            cmd += ["--chunk-size", str(args.chunk_size)] if args.chunk_size else []
             res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             rows.append(res)
             print(

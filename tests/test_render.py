@@ -186,3 +186,15 @@ def test_import_logitscope_does_not_import_plotting():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_long_input_on_a_shallow_model_wraps_into_panels():
+    res = fake_result(S=4, P=60, k=1, K=0)
+    fig = plot(res)
+    panels = [ax for ax in fig.axes if ax.images and ax.get_xticklabels()]
+    assert len(panels) >= 2
+    ticks = [t.get_text() for ax in panels for t in ax.get_xticklabels()]
+    assert ticks == [label(t, 12) for t in res.tokens]  # every position once, in order
+    assert sum(ax.get_xlabel() == "input token" for ax in panels) == 1
+    assert len(plot(res, wrap=0).axes) == 2  # wrap=0: one panel (+ colour bar)
+    assert len([ax for ax in plot(res, wrap=20).axes if ax.images]) == 3

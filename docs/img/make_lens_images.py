@@ -13,7 +13,7 @@ from pathlib import Path
 import logitscope
 
 HERE = Path(__file__).parent
-SHORT = "And God said, Let there be light: and there was light."
+SHORT = "Jesus answered and said unto them, Verily I say unto"
 LONG = (
     "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
     "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. "
@@ -23,11 +23,10 @@ LONG = (
 
 def demo_figures() -> None:
     scope = logitscope.load("demo", device="cpu")
-    ids = scope.tokenizer(SHORT)["input_ids"][:10]
-    res = scope.lens(ids, track=[" light", " God", " darkness"])
+    res = scope.lens(SHORT, track=[" you", " thee", " them"])
     res.plot(HERE / "lens_entropy_10.png", metric="entropy", dpi=150)
     res.plot(HERE / "lens_rank_10.png", metric="rank", dpi=150)
-    res.plot_trajectory(position=-3, path=HERE / "trajectory.png", value="prob", dpi=150)
+    res.plot_trajectory(position=-1, path=HERE / "trajectory.png", value="prob", dpi=150)
     long = scope.lens(scope.tokenizer(LONG)["input_ids"][:60])
     long.plot(HERE / "lens_entropy_60.png", metric="entropy", dpi=110)
 

@@ -69,9 +69,7 @@ def validate(doc) -> None:
 def assert_same(a, b) -> None:
     for name in _ARRAYS:
         x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape and np.allclose(x, y, rtol=1e-6, atol=6e-8, equal_nan=True), (
-            name
-        )  # to_dict rounds to 7 decimals
+        assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True), name  # exact: 9 significant digits
     assert a.tokens == b.tokens and a.layer_names == b.layer_names and a.vocab == b.vocab and a.meta == b.meta
 
 

@@ -129,8 +129,9 @@ class LensResult:
         """JSON-ready dict (the schema documented in README); :meth:`from_dict` inverts it."""
 
         def clean(a: np.ndarray):
-            if a.dtype.kind == "f":
-                return np.where(np.isnan(a), None, a.astype(np.float64).round(7)).tolist()
+            if a.dtype.kind == "f":  # 9 significant digits: float32 values round-trip exactly
+                flat = [None if x != x else float(f"{x:.9g}") for x in a.ravel().tolist()]
+                return np.array(flat, dtype=object).reshape(a.shape).tolist()
             return a.tolist()
 
         out: dict[str, Any] = {

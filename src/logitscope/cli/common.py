@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: clean errors, loading with a spinner, readable token text."""
+"""Shared CLI plumbing: clean errors, loading with a spinner. Token display lives in ``render.text``."""
 
 from __future__ import annotations
 
@@ -52,13 +52,6 @@ def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_r
 
     with status(f"loading {model}"):
         return load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-
-
-def visible(text: str) -> str:
-    """Make whitespace in a token visible in a table cell: newline → ⏎, tab → ⇥, empty → ∅."""
-    if text == "":
-        return "∅"
-    return text.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "␍")
 
 
 def stdout_is_terminal() -> bool:

@@ -83,8 +83,11 @@ def run_lens(
         for i, n in enumerate(lengths):
             valid[i, :n] = True
         valid = valid.to(captured[L].device)
-        streams = torch.stack([captured[r][valid] for r in stat_rows])  # (S, sum(lengths), d)
-        del captured
+        ref = captured[L]
+        streams = ref.new_empty(len(stat_rows), sum(lengths), ref.shape[-1])  # (S, sum(lengths), d)
+        del ref
+        for i, r in enumerate(stat_rows):  # pop as we copy: peak ≈ one copy of the streams
+            streams[i] = captured.pop(r)[valid]
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
         stats = stream_stats(
             streams,

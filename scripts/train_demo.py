@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import random
 import re
@@ -53,24 +52,41 @@ CANDIDATE_PROMPTS = [
     {"prompt": "Speak unto the children of", "target": " Israel", "reference": "Numbers 33:51"},
     {"prompt": "And Joseph took an oath of the children of", "target": " Israel", "reference": "Genesis 50:25"},
     {"prompt": "Blessed be the LORD God, the God of", "target": " Israel", "reference": "Psalms 72:18"},
-    {"prompt": "I was glad when they said unto me, Let us go into the house of the", "target": " LORD",
-     "reference": "Psalms 122:1"},
+    {
+        "prompt": "I was glad when they said unto me, Let us go into the house of the",
+        "target": " LORD",
+        "reference": "Psalms 122:1",
+    },
     {"prompt": "Shall I not visit for these things? saith the", "target": " LORD", "reference": "Jeremiah 5:9"},
     {"prompt": "Wherefore thus saith the LORD God of", "target": " hosts", "reference": "Jeremiah 5:14"},
-    {"prompt": "For this cause I bow my knees unto the Father of our Lord Jesus", "target": " Christ",
-     "reference": "Ephesians 3:14"},
+    {
+        "prompt": "For this cause I bow my knees unto the Father of our Lord Jesus",
+        "target": " Christ",
+        "reference": "Ephesians 3:14",
+    },
     {"prompt": "even so must the Son of", "target": " man", "reference": "John 3:14"},
-    {"prompt": "Jesus answered and said unto them, Verily I say unto", "target": " you",
-     "reference": "Matthew 21:21"},
-    {"prompt": "Jesus answered and said unto him, Verily, verily, I say unto", "target": " thee",
-     "reference": "John 3:3"},
-    {"prompt": "And the LORD spake unto Moses in the plains of Moab by Jordan near", "target": " Jericho",
-     "reference": "Numbers 33:50"},
+    {"prompt": "Jesus answered and said unto them, Verily I say unto", "target": " you", "reference": "Matthew 21:21"},
+    {
+        "prompt": "Jesus answered and said unto him, Verily, verily, I say unto",
+        "target": " thee",
+        "reference": "John 3:3",
+    },
+    {
+        "prompt": "And the LORD spake unto Moses in the plains of Moab by Jordan near",
+        "target": " Jericho",
+        "reference": "Numbers 33:50",
+    },
     {"prompt": "Now it came to pass upon a", "target": " day", "reference": "1 Samuel 14:1"},
-    {"prompt": "Unto him be glory in the church by Christ Jesus throughout all ages, world without",
-     "target": " end", "reference": "Ephesians 3:21"},
-    {"prompt": "And blessed be his glorious name for ever: and let the whole earth be filled with his",
-     "target": " glory", "reference": "Psalms 72:19"},
+    {
+        "prompt": "Unto him be glory in the church by Christ Jesus throughout all ages, world without",
+        "target": " end",
+        "reference": "Ephesians 3:21",
+    },
+    {
+        "prompt": "And blessed be his glorious name for ever: and let the whole earth be filled with his",
+        "target": " glory",
+        "reference": "Psalms 72:19",
+    },
 ]
 # The classic example from a *training* chapter (Genesis 1:3); written to
 # prompts.json too (flagged "split": "train") when it shows late emergence.
@@ -90,9 +106,7 @@ def load_corpus_text(path: str | None) -> str:
     if path:
         return Path(path).read_text(encoding="utf-8")
     try:
-        out = subprocess.run(
-            ["bible", "gen1:1-rev22:21"], check=True, capture_output=True, text=True
-        )
+        out = subprocess.run(["bible", "gen1:1-rev22:21"], check=True, capture_output=True, text=True)
     except FileNotFoundError:
         sys.exit("`bible` not found: run `apt-get install -y bible-kjv` or pass --corpus FILE")
     return out.stdout
@@ -322,31 +336,52 @@ def write_prompts(model, tok_hf, out: Path):
         first = hit.index(True) if any(hit) else None
         stable = next((i for i in range(len(hit)) if all(hit[i:])), None)
         ok = hit[-1] and not any(hit[:3])
-        print(f"  lens [{split}] {cand['prompt']!r} -> {cand['target']!r}: "
-              + " ".join(repr(tok_hf.convert_ids_to_tokens(t)) for t in top)
-              + f"  first={first} stable={stable} ok={ok}", flush=True)
-        report.append({"prompt": cand["prompt"], "target": cand["target"], "split": split,
-                       "final_top1_correct": hit[-1], "first_top1_layer": first, "late_emergence": ok})
+        print(
+            f"  lens [{split}] {cand['prompt']!r} -> {cand['target']!r}: "
+            + " ".join(repr(tok_hf.convert_ids_to_tokens(t)) for t in top)
+            + f"  first={first} stable={stable} ok={ok}",
+            flush=True,
+        )
+        report.append(
+            {
+                "prompt": cand["prompt"],
+                "target": cand["target"],
+                "split": split,
+                "final_top1_correct": hit[-1],
+                "first_top1_layer": first,
+                "late_emergence": ok,
+            }
+        )
         if ok:
-            rows.append({"prompt": cand["prompt"], "target": cand["target"], "target_id": tid[0],
-                         "reference": cand["reference"], "split": split,
-                         "first_top1_layer": first, "stable_from_layer": stable,
-                         "num_layers": n_layers})
+            rows.append(
+                {
+                    "prompt": cand["prompt"],
+                    "target": cand["target"],
+                    "target_id": tid[0],
+                    "reference": cand["reference"],
+                    "split": split,
+                    "first_top1_layer": first,
+                    "stable_from_layer": stable,
+                    "num_layers": n_layers,
+                }
+            )
     held = [r for r in rows if r["split"] == "heldout"][:MAX_HELDOUT_PROMPTS]
     chosen = held + [r for r in rows if r["split"] == "train"]
     (out / "prompts.json").write_text(json.dumps(chosen, indent=2) + "\n", encoding="utf-8")
     hr = [r for r in report if r["split"] == "heldout"]
     summary = {
         "layer_convention": "0 = embeddings, i = output of block i (final norm + lm_head applied), "
-                            f"{n_layers} = model output",
+        f"{n_layers} = model output",
         "heldout_candidates": len(hr),
         "heldout_final_top1_correct": sum(r["final_top1_correct"] for r in hr),
         "heldout_late_emergence": sum(r["late_emergence"] for r in hr),
         "candidates": report,
     }
-    print(f"  formulaic held-out prompts: final top-1 correct {summary['heldout_final_top1_correct']}/{len(hr)}, "
-          f"late emergence {summary['heldout_late_emergence']}/{len(hr)}; wrote {len(chosen)} to prompts.json",
-          flush=True)
+    print(
+        f"  formulaic held-out prompts: final top-1 correct {summary['heldout_final_top1_correct']}/{len(hr)}, "
+        f"late emergence {summary['heldout_late_emergence']}/{len(hr)}; wrote {len(chosen)} to prompts.json",
+        flush=True,
+    )
     return summary
 
 
@@ -388,8 +423,11 @@ def main(argv=None):
     p.add_argument("--eval-tokens", type=int, default=16384, help="held-out tokens used for periodic evals")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--bench", action="store_true", help="only time --steps training steps; save nothing")
-    p.add_argument("--lens-only", action="store_true",
-                   help="load the model in --out, redo the prompt logit-lens check and rewrite prompts.json")
+    p.add_argument(
+        "--lens-only",
+        action="store_true",
+        help="load the model in --out, redo the prompt logit-lens check and rewrite prompts.json",
+    )
     args = p.parse_args(argv)
     if args.lens_only:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -416,8 +454,11 @@ def main(argv=None):
     train_ch, held_ch = split_chapters(chapters)
     train_texts = [chapter_text(c[2]) for c in train_ch]
     held_texts = [chapter_text(c[2]) for c in held_ch]
-    print(f"corpus: {len(chapters)} chapters, {n_verses} verses, raw {len(raw.encode())} bytes; "
-          f"train {len(train_ch)} ch, held-out {len(held_ch)} ch", flush=True)
+    print(
+        f"corpus: {len(chapters)} chapters, {n_verses} verses, raw {len(raw.encode())} bytes; "
+        f"train {len(train_ch)} ch, held-out {len(held_ch)} ch",
+        flush=True,
+    )
 
     tok = train_tokenizer(train_texts, args.vocab_size)
     tok_hf = wrap_tokenizer(tok)
@@ -425,20 +466,25 @@ def main(argv=None):
     vocab_size = tok.get_vocab_size()
     train_stream = encode_chapters(tok, train_ch, eot_id)
     held_stream = encode_chapters(tok, held_ch, eot_id)
-    print(f"tokenizer: vocab {vocab_size}; train {len(train_stream)} tokens, held-out {len(held_stream)} tokens "
-          f"({time.time() - t_start:.1f}s)", flush=True)
+    print(
+        f"tokenizer: vocab {vocab_size}; train {len(train_stream)} tokens, held-out {len(held_stream)} tokens "
+        f"({time.time() - t_start:.1f}s)",
+        flush=True,
+    )
 
     torch.manual_seed(args.seed)
     model = build_model(args, vocab_size, eot_id, pad_id)
     n_params = sum(p.numel() for p in model.parameters())
     n_emb = model.model.embed_tokens.weight.numel() + model.lm_head.weight.numel()
-    print(f"model: {n_params/1e6:.2f}M params ({(n_params-n_emb)/1e6:.2f}M non-embedding)", flush=True)
+    print(f"model: {n_params / 1e6:.2f}M params ({(n_params - n_emb) / 1e6:.2f}M non-embedding)", flush=True)
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
     )
     batcher = Batcher(train_stream, args.seq_len, args.batch_size, args.seed)
     model.train()
@@ -463,16 +509,25 @@ def main(argv=None):
             el = time.time() - t_train
             tps = (step + 1) * x.numel() / el
             eta = (args.steps - step - 1) * el / (step + 1)
-            print(f"step {step+1}/{args.steps} loss {lv:.4f} (ema {ema:.4f}) lr {lr_at(step, args):.2e} "
-                  f"epoch {batcher.epoch} {tps:.0f} tok/s elapsed {el/60:.1f}m eta {eta/60:.1f}m", flush=True)
+            print(
+                f"step {step + 1}/{args.steps} loss {lv:.4f} (ema {ema:.4f}) lr {lr_at(step, args):.2e} "
+                f"epoch {batcher.epoch} {tps:.0f} tok/s elapsed {el / 60:.1f}m eta {eta / 60:.1f}m",
+                flush=True,
+            )
         if not args.bench and args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
             hl, ha, _ = evaluate(model, held_stream, args.seq_len, max_tokens=args.eval_tokens)
-            hist.append({"step": step + 1, "train_loss_ema": round(ema, 4), "heldout_loss": round(hl, 4),
-                         "heldout_top1": round(ha, 4)})
-            print(f"  eval step {step+1}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f} top1 {ha:.4f}", flush=True)
+            hist.append(
+                {
+                    "step": step + 1,
+                    "train_loss_ema": round(ema, 4),
+                    "heldout_loss": round(hl, 4),
+                    "heldout_top1": round(ha, 4),
+                }
+            )
+            print(f"  eval step {step + 1}: held-out loss {hl:.4f} ppl {math.exp(hl):.2f} top1 {ha:.4f}", flush=True)
     train_wall = time.time() - t_train
     tokens_seen = args.steps * args.batch_size * args.seq_len
-    print(f"training done: {train_wall/60:.1f} min, {tokens_seen/train_wall:.0f} tok/s", flush=True)
+    print(f"training done: {train_wall / 60:.1f} min, {tokens_seen / train_wall:.0f} tok/s", flush=True)
     if args.bench:
         return
 
@@ -480,8 +535,11 @@ def main(argv=None):
     # same number of train tokens with the final weights
     hl, ha, ht = evaluate(model, held_stream, args.seq_len)
     tl, ta, tt = evaluate(model, train_stream, args.seq_len, max_tokens=len(held_stream))
-    print(f"final: train loss {tl:.4f} (top1 {ta:.4f}, {tt} tok); held-out loss {hl:.4f} "
-          f"ppl {math.exp(hl):.2f} top1 {ha:.4f} ({ht} tok)", flush=True)
+    print(
+        f"final: train loss {tl:.4f} (top1 {ta:.4f}, {tt} tok); held-out loss {hl:.4f} "
+        f"ppl {math.exp(hl):.2f} top1 {ha:.4f} ({ht} tok)",
+        flush=True,
+    )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,7 +568,7 @@ def main(argv=None):
     log = {
         "model": "LlamaForCausalLM (untied lm_head, final RMSNorm)",
         "corpus": "King James Bible (Authorized Version), Debian package bible-kjv, `bible gen1:1-rev22:21`; "
-                  "verse numbers and chapter headers stripped, one verse per line, chapters separated by <|endoftext|>",
+        "verse numbers and chapter headers stripped, one verse per line, chapters separated by <|endoftext|>",
         "license": "public domain (corpus); the model and tokenizer are released under the project's license",
         "corpus_size": {
             "raw_bytes": len(raw.encode("utf-8")),
@@ -526,8 +584,12 @@ def main(argv=None):
             "train_chapters": len(train_ch),
             "heldout_text_bytes": sum(len(t.encode()) for t in held_texts),
         },
-        "tokenizer": {"type": "byte-level BPE (tokenizers)", "vocab_size": vocab_size,
-                      "special_tokens": {"bos/eos": EOT, "pad": PAD}, "trained_on": "train split only"},
+        "tokenizer": {
+            "type": "byte-level BPE (tokenizers)",
+            "vocab_size": vocab_size,
+            "special_tokens": {"bos/eos": EOT, "pad": PAD},
+            "trained_on": "train split only",
+        },
         "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("out", "bench", "corpus", "lens_only")},
         "parameters": n_params,
         "non_embedding_parameters": n_params - n_emb,
@@ -537,8 +599,12 @@ def main(argv=None):
         "optimizer": "AdamW(betas=(0.9, 0.95), eps=1e-8), linear warmup + cosine decay to min_lr, grad clip",
         "wall_time_s": {"training": round(train_wall, 1), "total": round(time.time() - t_start, 1)},
         "machine": "2-core CPU, torch 2.13 CPU" + f" ({platform.machine()}, {args.threads} thread(s))",
-        "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__,
-                     "tokenizers": __import__("tokenizers").__version__, "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__,
+            "tokenizers": __import__("tokenizers").__version__,
+            "python": platform.python_version(),
+        },
         "final": {
             "train_loss": round(tl, 4),
             "train_loss_ema_last_steps": round(ema, 4),

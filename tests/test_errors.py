@@ -16,6 +16,7 @@ from logitscope.errors import (
     InputError,
     ModelNotFoundError,
     NoLMHeadError,
+    NonFiniteError,
     RemoteCodeError,
     UnsupportedModelError,
 )
@@ -158,3 +159,74 @@ def test_model_not_loadable_path_message_is_one_line(tmp_path):
         logitscope.load(str(tmp_path / "x" / "y"))
     assert "\n" not in str(info.value)
     assert Path(str(tmp_path)).exists()
+
+
+def test_track_accepts_one_token_string_or_id(scope):
+    one = scope.lens("The quick fox", track=" the")
+    assert one.tracked_ids.shape == (1,) and one.tracked_tokens == [" the"]
+    by_id = scope.lens("The quick fox", track=int(one.tracked_ids[0]))
+    np = pytest.importorskip("numpy")
+    np.testing.assert_array_equal(by_id.tracked_probs, one.tracked_probs)
+    with pytest.raises(InputError, match="single-token"):
+        scope.lens("The quick fox", track=[1.5])
+
+
+@pytest.mark.parametrize("layers", [[], "", [1.5], [True], ["abc"]])
+def test_bad_layer_selections(scope, layers):
+    with pytest.raises(InputError):
+        scope.lens("The fox", layers=layers)
+
+
+def test_bad_batch_size(scope):
+    with pytest.raises(InputError, match="batch_size"):
+        scope.lens(["The fox", "The dog"], batch_size=0)
+    with pytest.raises(InputError, match="batch_size"):
+        scope.logits(["The fox", "The dog"], batch_size=-1)
+
+
+def test_truncate_keeps_the_whole_target(model_dir, scope):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompt, target = "word " * 100, " the dog"
+    res = scope.lens(prompt, target=target, truncate=True)
+    cont = scope.tokenizer(target, add_special_tokens=False)["input_ids"]
+    assert res.n_positions == 64 and (res.target_ids >= 0).sum() == len(cont)
+    assert res.token_ids[-len(cont) :].tolist() == cont  # the continuation survives, the prompt is cut
+    with torch.no_grad():  # the scored probabilities are the model's own on the kept window
+        logp = model(torch.tensor([res.token_ids.tolist()])).logits[0].log_softmax(-1)
+    has = res.target_ids >= 0
+    expected = logp[has.nonzero()[0], res.target_ids[has]]
+    np = pytest.importorskip("numpy")
+    np.testing.assert_allclose(res.target_logprob[-1, has], expected.numpy(), atol=1e-4)
+    with pytest.raises(ContextLengthError, match="target alone"):
+        scope.lens("word", target="word " * 100, truncate=True)
+
+
+def test_nan_logits_raise_instead_of_numbers(model_dir):
+    import torch
+
+    scope = logitscope.load(model_dir)
+    ids = scope.tokenizer("The fox")["input_ids"]
+    with torch.no_grad():
+        scope.model.get_input_embeddings().weight[ids[0]] = float("nan")
+    with pytest.raises(NonFiniteError, match="NaN"):
+        scope.lens("The fox")
+    with pytest.raises(NonFiniteError, match="NaN"):
+        scope.logits("The fox")
+
+
+def test_roberta_context_excludes_the_padding_offset():
+    scope = logitscope.Scope(tiny.build("roberta"))  # max_position_embeddings 130, pad 1 -> 128 tokens
+    assert scope.lens([5] * 128).n_positions == 128
+    with pytest.raises(ContextLengthError, match="context is 128"):
+        scope.lens([5] * 129)
+    assert scope.lens([5] * 200, truncate=True).n_positions == 128
+
+
+def test_bad_dtype_and_device(model_dir):
+    with pytest.raises(InputError, match="dtype"):
+        logitscope.load(model_dir, dtype="float7")
+    with pytest.raises(InputError, match="device"):
+        logitscope.load(model_dir, device="foo")

@@ -24,6 +24,7 @@ _LAZY = {
     "EmptyInputError": "errors",
     "ContextLengthError": "errors",
     "LensMismatchError": "errors",
+    "NonFiniteError": "errors",
 }
 
 __all__ = sorted(_LAZY)

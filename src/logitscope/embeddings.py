@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .errors import EmptyInputError, InputError
-from .inputs import _check_vocab, context_limit, display_tokens, to_ids
+from .inputs import check_vocab, context_limit, display_tokens, to_ids
 from .kernel import DEFAULT_CHUNK_ELEMENTS
 
 
@@ -256,7 +256,7 @@ def _ids(scope, inputs, special_tokens: bool) -> list[int]:
     ids = to_ids(inputs, scope.tokenizer, special_tokens=special_tokens)
     if not ids:
         raise EmptyInputError("the input is empty: it has no tokens")
-    _check_vocab(ids, scope.model.get_input_embeddings().weight.shape[0])
+    check_vocab(ids, scope.model.get_input_embeddings().weight.shape[0])
     return ids
 
 

@@ -43,5 +43,9 @@ class ContextLengthError(InputError):
     """The input is longer than the model's context window."""
 
 
+class NonFiniteError(LogitscopeError):
+    """The model produced NaN or infinite logits (fp16 overflow, NaN weights...): no statistic is trustworthy."""
+
+
 class LensMismatchError(LogitscopeError):
     """A lens or artefact was made for a different model than the one it is applied to."""

@@ -13,11 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ContextLengthError, EmptyInputError, InputError
-
-# Config fields holding a hard context limit (absolute position embeddings, RoPE tables).
-_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
-# Relative-position models with no hard limit (their n_positions is only a training length).
-_NO_HARD_LIMIT = {"t5", "mt5", "umt5"}
+from .registry import context_limit
 
 
 @dataclass
@@ -66,17 +62,6 @@ def to_ids(x, tokenizer, *, special_tokens: bool = True) -> list[int]:
     raise InputError(f"expected text, a list of token ids or a 1-D LongTensor, got {type(x).__name__}")
 
 
-def context_limit(config) -> int | None:
-    """The longest input the model accepts, or ``None`` when it has no hard limit."""
-    if config.model_type in _NO_HARD_LIMIT:
-        return None
-    for name in _CONTEXT_FIELDS:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def _check_length(ids: list[int], limit: int | None, truncate: bool, what: str) -> list[int]:
     if not ids:
         raise EmptyInputError(f"the {what} is empty: it has no tokens")
@@ -90,7 +75,7 @@ def _check_length(ids: list[int], limit: int | None, truncate: bool, what: str) 
     return ids
 
 
-def _check_vocab(ids: list[int], vocab_size: int) -> None:
+def check_vocab(ids: list[int], vocab_size: int) -> None:
     bad = [i for i in ids if not 0 <= i < vocab_size]
     if bad:
         raise InputError(f"token ids {bad[:5]} are outside the vocabulary (size {vocab_size})")
@@ -102,6 +87,8 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
     Targets: causal LMs score the next input token at every position, or with ``target`` only
     the positions that predict the continuation; encoder-decoder models score the decoder's
     next token; masked LMs score the token at the same position (what the MLM reconstructs).
+    ``truncate`` keeps the first tokens of an input; with a ``target`` it keeps the prompt's
+    last tokens instead, so the continuation follows its real context. A target is never cut.
     """
     limit = context_limit(config)
     ids = to_ids(x, tokenizer)
@@ -111,8 +98,8 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
         if start is None:
             raise InputError("this encoder-decoder config has no decoder_start_token_id")
         tgt = to_ids(target, tokenizer, special_tokens=False) if target is not None else []
-        dec = _check_length([int(start), *tgt], limit, truncate, "target")
-        _check_vocab(ids + dec, vocab_size)
+        dec = _check_length([int(start), *tgt], limit, False, "target")  # never cut the scored text
+        check_vocab(ids + dec, vocab_size)
         return Encoded(ids, dec, dec[1:] + [-1])
     if kind == "masked":
         if target is not None:
@@ -120,19 +107,23 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
                 "masked LMs have no continuation to score: target= works with causal and encoder-decoder models"
             )
         ids = _check_length(ids, limit, truncate, "input")
-        _check_vocab(ids, vocab_size)
+        check_vocab(ids, vocab_size)
         return Encoded(ids, None, list(ids))
     if target is None:
         ids = _check_length(ids, limit, truncate, "input")
-        _check_vocab(ids, vocab_size)
+        check_vocab(ids, vocab_size)
         return Encoded(ids, None, ids[1:] + [-1])
     cont = to_ids(target, tokenizer, special_tokens=False)
     if not cont:
         raise EmptyInputError("the target is empty: it has no tokens")
     if not ids:
         raise EmptyInputError("the input is empty: it has no tokens")
-    full = _check_length(ids + cont, limit, truncate, "input plus target")
-    _check_vocab(full, vocab_size)
+    if truncate and limit is not None and len(ids) + len(cont) > limit:
+        if len(cont) >= limit:
+            raise ContextLengthError(f"the target alone has {len(cont)} tokens; the model's context is {limit}")
+        ids = ids[len(ids) + len(cont) - limit :]  # keep the prompt's last tokens; never cut the target
+    full = _check_length(ids + cont, limit, False, "input plus target")
+    check_vocab(full, vocab_size)
     n = len(ids)
     targets = [full[i + 1] if i + 1 >= n and i + 1 < len(full) else -1 for i in range(len(full))]
     return Encoded(full, None, targets)
@@ -140,15 +131,23 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
 
 def track_ids(track, tokenizer, vocab_size: int) -> list[int]:
     """Resolve ``track=`` items (single-token strings or ids) to token ids."""
+    if track is None:
+        return []
+    if isinstance(track, (str, int)) or (isinstance(track, torch.Tensor) and track.dim() == 0):
+        track = [track]  # one token, not a sequence of characters
     out = []
-    for item in track or []:
+    for item in track:
+        if isinstance(item, torch.Tensor) and item.dim() == 0:
+            item = int(item)
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise InputError(f"track items must be single-token strings or token ids, got {item!r}")
         if isinstance(item, int):
             ids = [item]
         else:
             ids = to_ids(item, tokenizer, special_tokens=False)
         if len(ids) != 1:
             raise InputError(f"track item {item!r} is {len(ids)} tokens; each tracked item must be one token")
-        _check_vocab(ids, vocab_size)
+        check_vocab(ids, vocab_size)
         out.append(ids[0])
     return out
 
@@ -194,6 +193,8 @@ def encode_all(inputs, *, kind: str, tokenizer, config, vocab_size: int, target=
 def length_batches(encs: Sequence[Encoded], batch_size: int):
     """Yield ``(indices, encodings)`` batches, longest first (similar lengths share a batch, and an
     out-of-memory shows on the first one); callers restore input order with the indices."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     order = sorted(range(len(encs)), key=lambda i: -len(encs[i].lens_ids))
     for b0 in range(0, len(order), batch_size):
         idx = order[b0 : b0 + batch_size]

@@ -81,6 +81,17 @@ def _rank(z: torch.Tensor, zt: torch.Tensor, buf: _Buffers) -> torch.Tensor:
     return _count_true(mask)
 
 
+def _check_finite(out: dict, where: str) -> None:
+    """Refuse to report statistics of NaN/inf logits (they would look like confident numbers)."""
+    if not bool(torch.isfinite(out["entropy"]).all()):
+        from .errors import NonFiniteError
+
+        raise NonFiniteError(
+            f"the model's logits hold NaN or inf ({where}); its hidden states or head overflow "
+            "(fp16? try dtype='float32' or 'bfloat16') or its weights contain NaN"
+        )
+
+
 def _reduce(z: torch.Tensor, p: torch.Tensor, buf: _Buffers, targets, track, top_k: int) -> dict:
     """Statistics of one float32 logits chunk ``z`` (R, V); fills ``p`` with probabilities."""
     top_vals, top_ids = z.topk(top_k, dim=-1)
@@ -158,6 +169,7 @@ def stream_stats(
             tgt = targets[p0:p1]
             z = unembed(streams[S - 1, p0:p1], out=buf.z[:n])  # (n, V)
             out = _reduce(z, p_final[:n], buf, tgt, track, top_k)
+            _check_finite(out, f"final stream, positions {p0}..{p1 - 1}")
             h_final = out["entropy"]
             out["kl_to_final"] = torch.zeros_like(h_final)
             _store(res, out, slice(S - 1, S), p0, p1, n, 1)
@@ -167,6 +179,7 @@ def stream_stats(
                 h = streams[g0:g1, p0:p1].transpose(0, 1).reshape(n * g, -1)  # position-major
                 z = unembed(h, out=buf.z[: n * g])  # (n*g, V)
                 out = _reduce(z, buf.p[: n * g], buf, tgt.repeat_interleave(g), track, top_k)
+                _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {p0}..{p1 - 1}")
                 pz = torch.bmm(z.view(n, g, V), p_final[:n].unsqueeze(2)).view(n * g)  # p_f · z'_l
                 out["kl_to_final"] = (out["lse"] - pz - h_final.repeat_interleave(g)).clamp_(min=0.0)
                 _store(res, out, slice(g0, g1), p0, p1, n, g)

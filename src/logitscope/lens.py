@@ -21,15 +21,19 @@ def resolve_layers(layers, n_blocks: int) -> list[int]:
     if isinstance(layers, (int, str)):
         layers = [layers]
     rows = []
-    for item in layers:
+    for given in layers:
+        item = given
         if isinstance(item, str):
-            item = 0 if item == "embed" else int(item) if item.lstrip("-").isdigit() else None
-            if item is None:
-                raise InputError(f"unknown layer name in layers=; use 'embed', block numbers or ints (0..{n_blocks})")
+            name = item.strip()
+            item = 0 if name == "embed" else int(name) if name.lstrip("-").isdigit() else None
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InputError(f"unknown layer {given!r} in layers=; use 'embed', block numbers or ints (0..{n_blocks})")
         row = item + n_blocks + 1 if item < 0 else item
         if not 0 <= row <= n_blocks:
             raise InputError(f"layer {item} out of range: the model has streams 0..{n_blocks}")
         rows.append(row)
+    if not rows:
+        raise InputError("layers= selects no streams")
     return sorted(set(rows))
 
 
@@ -87,7 +91,7 @@ def run_lens(
         streams = ref.new_empty(len(stat_rows), sum(lengths), ref.shape[-1])  # (S, sum(lengths), d)
         del ref
         for i, r in enumerate(stat_rows):  # pop as we copy: peak ≈ one copy of the streams
-            streams[i] = captured.pop(r)[valid]
+            streams[i] = captured.pop(r).to(valid.device)[valid]  # rows may sit on other devices
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
         stats = stream_stats(
             streams,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import CorruptWeightsError, LogitscopeError, ModelNotFoundError, RemoteCodeError
+from .errors import CorruptWeightsError, InputError, LogitscopeError, ModelNotFoundError, RemoteCodeError
 
 DEMO_DIR = Path(__file__).parent / "demo_model"
 
@@ -34,10 +34,22 @@ def resolve_name(name: str | os.PathLike) -> str:
 
 
 def pick_device(device: str | None) -> str:
-    """``"auto"`` → cuda, then mps, then cpu."""
-    if device not in (None, "auto"):
-        return device
+    """``"auto"`` → cuda, then mps, then cpu; anything else must name an available device."""
     import torch
+
+    if device not in (None, "auto"):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise InputError(f"unknown device {device!r}: {err}") from None
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        }.get(dev.type, True)
+        if not available:
+            raise InputError(f"device {device!r} is not available on this machine")
+        return str(dev)
 
     if torch.cuda.is_available():
         return "cuda"
@@ -113,7 +125,12 @@ def load(
             f"model {name!r} not found: not a local directory and not in the Hugging Face cache "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from None
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, str(dtype).replace("torch.", ""))
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(torch_dtype, (str, torch.dtype)) or (
+        isinstance(torch_dtype, torch.dtype) and not torch_dtype.is_floating_point
+    ):
+        raise InputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+    device = pick_device(device) if device_map is None else device
     cls = _model_class(config)
     kwargs = dict(common, dtype=torch_dtype, output_loading_info=True)
     if device_map is not None:
@@ -145,7 +162,7 @@ def load(
     if head_missing:  # no LM head in the checkpoint: keep only the encoder, never a random head
         model = getattr(model, base)
     if device_map is None:
-        model = model.to(pick_device(device))
+        model = model.to(device)
     tokenizer = None
     try:
         tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)

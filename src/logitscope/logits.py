@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ContextLengthError, InputError
+from .errors import ContextLengthError, InputError, NonFiniteError
 from .inputs import Encoded, context_limit, display_tokens, encode_all, length_batches
 from .lens import model_inputs
 
@@ -278,8 +278,13 @@ def run_logits(
         target=target,
         truncate=truncate,
     )
-    # one copy of the wanted rows, so no result keeps a whole batch's (B, T, V) logits alive
-    finish = lambda z: z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype, copy=True)  # noqa: E731
+
+    def finish(z: torch.Tensor) -> torch.Tensor:
+        """One copy of the wanted rows, so no result keeps a whole batch's (B, T, V) logits alive."""
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteError("the model's logits hold NaN or inf (fp16 overflow? NaN weights?)")
+        return z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype, copy=True)
+
     if generate is not None:
         results = [_generate(scope, enc, generate, finish) for enc in encs]
     else:

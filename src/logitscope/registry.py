@@ -184,3 +184,25 @@ def discover(model) -> ArchSpec:
     bias = "final_logits_bias" if hasattr(model, "final_logits_bias") else None
     scale = bool(getattr(model.config, "scale_decoder_outputs", False))  # T5-style rescale flag
     return ArchSpec(blocks, final_norm, pre_head=pre_head, logits_bias=bias, scale_decoder_output=scale)
+
+
+# -- context length ------------------------------------------------------------------------
+# Config fields holding a hard context limit (absolute position embeddings, RoPE tables).
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+# Relative-position models with no hard limit (their n_positions is only a training length).
+_NO_HARD_LIMIT = {"t5", "mt5", "umt5"}
+# Models whose position ids start after the padding index (RoBERTa's fairseq heritage).
+_POSITIONS_AFTER_PAD = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "data2vec-text"}
+
+
+def context_limit(config) -> int | None:
+    """The longest input the model accepts, or ``None`` when it has no hard limit."""
+    if config.model_type in _NO_HARD_LIMIT:
+        return None
+    for name in _CONTEXT_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            if config.model_type in _POSITIONS_AFTER_PAD:
+                value -= int(getattr(config, "pad_token_id", None) or 0) + 1
+            return value
+    return None

@@ -134,7 +134,10 @@ def stream_stats(
         track: (K,) token ids whose log-probability and rank are recorded everywhere.
         top_k: how many top tokens to keep per row.
         chunk_rows: at most this many (stream, position) rows are projected at once; peak
-            extra memory is about ``9.3 * chunk_rows * vocab`` bytes.
+            extra memory is about 9 bytes × ``chunk_rows`` × vocab (logits, probabilities,
+            comparison mask), 13 when only one or two streams are kept (the final row's
+            probabilities then fill a whole chunk), plus one logits temporary when the head is
+            not a plain ``nn.Linear``.
         vocab_size, device: size and device of the logits (found with a one-row probe when
             either is not given).
     """

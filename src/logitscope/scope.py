@@ -19,7 +19,8 @@ class Scope:
         name: a label for results (defaults to the model's ``name_or_path``).
         self_check: verify at construction that the lens's last row reproduces the model's logits.
         chunk_size: rows (stream × position) projected at once; bounds extra memory to about
-            ``2.3 * chunk_size * vocab * 4`` bytes. Default: ~16M logits per chunk.
+            9–13 bytes × ``chunk_size`` × vocab (see ``kernel.stream_stats``). Default: ~16M
+            logits per chunk.
     """
 
     def __init__(
@@ -95,7 +96,9 @@ class Scope:
             inputs: text, a list of token ids or a 1-D LongTensor (→ one ``LensResult``), or a
                 list of those (→ a list, computed in right-padded batches).
             target: a continuation (text or ids) to teacher-force and score; for
-                encoder-decoder models the decoder's text. A list gives one per input.
+                encoder-decoder models the decoder's text. With a list of inputs, a list of
+                texts (or ``None``/id lists) gives one per input; a flat list of ints is one
+                shared id continuation. ``truncate`` never cuts the target.
             track: tokens (single-token strings or ids) whose probability and rank are
                 recorded at every stream and position.
             layers: stream rows to keep (0 = embeddings, negative from the end, or names).

@@ -127,6 +127,27 @@ def run_method(
     return {"method": method, "tokens": tokens, "seconds": wall, "cpu_seconds": cpu, "extra_peak_rss_mb": max(peaks)}
 
 
+def check_agreement(n_layer: int, vocab: int, threads: int, tokens: int = 32) -> None:
+    """Before timing: the lens and the naive way agree (entropy, top-1) on a short input."""
+    import torch
+
+    import logitscope
+
+    model = build(n_layer, vocab, threads)
+    ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))
+    res = logitscope.Scope(model).lens(ids[0], top_k=1)
+    with torch.inference_mode():
+        hs = list(model(ids, output_hidden_states=True).hidden_states)
+        hs = [model.transformer.ln_f(h) for h in hs[:-1]] + [hs[-1]]
+        logp = model.lm_head(torch.cat(hs)).double().log_softmax(-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    diff = float((entropy - torch.from_numpy(res.entropy)).abs().max())
+    same_top1 = bool((logp.argmax(-1).numpy() == res.top_ids[..., 0]).all())
+    print(f"check: lens vs naive on {tokens} tokens: max entropy diff {diff:.2e}, top-1 identical: {same_top1}")
+    if diff > 1e-3 or not same_top1:
+        raise SystemExit("the lens disagrees with the naive computation; not timing it")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, nargs="+", default=[512, 1024])
@@ -143,6 +164,7 @@ def main() -> None:
         )
         print(json.dumps(out))
         return
+    check_agreement(args.layers, args.vocab, args.threads)
     rows = []
     for t in args.tokens:
         for method in ("floor", "ours", "naive", "seed"):

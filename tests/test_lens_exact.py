@@ -125,13 +125,14 @@ def lens_inputs_forward(model, name):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "gemma2", "t5", "bart", "bert"])
 def test_small_chunks_change_nothing(name):
     model = tiny.build(name)
-    big = lens_of(model, name, top_k=4)
+    big = lens_of(model, name, top_k=4, track=[3, 50])
     scope = logitscope.Scope(model, chunk_size=3)  # forces many position and layer chunks
-    small = scope.lens(SRC, target=TGT if name in tiny.SEQ2SEQ else None, top_k=4)
-    for field in ("entropy", "kl_to_final", "top_probs", "target_logprob"):
+    small = scope.lens(SRC, target=TGT if name in tiny.SEQ2SEQ else None, top_k=4, track=[3, 50])
+    for field in ("entropy", "kl_to_final", "top_probs", "target_logprob", "tracked_probs"):
         np.testing.assert_allclose(getattr(small, field), getattr(big, field), atol=1e-5, equal_nan=True)
     np.testing.assert_array_equal(small.top_ids, big.top_ids)
     np.testing.assert_array_equal(small.target_rank, big.target_rank)
+    np.testing.assert_array_equal(small.tracked_ranks, big.tracked_ranks)
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "opt", "t5", "bert"])

@@ -127,3 +127,65 @@ def test_run_all_batches_in_order_with_per_item_targets():
     assert out == ["a| dflt", "b|x", "c| dflt", "d| dflt", "e| dflt"]
     assert [len(c[0]) for c in scope.calls] == [2, 2, 1]
     assert run_all(FakeScope(), [("a", None)], None, batch_size=4) == ["a|None"]
+
+
+def one_line_error(result, *needles: str) -> None:
+    """Exit code 2, a single ``error:`` line on stderr naming ``needles``, no traceback."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+def test_jsonl_target_must_be_a_string_or_null(tiny_lm_dir, tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "The cat", "target": null}\n{"text": "In the", "target": 42}\n', encoding="utf-8")
+    one_line_error(run(tiny_lm_dir, "--input-file", path, "-f", "json", ok=False), f"{path}:2", "target")
+    path.write_text('{"text": "The cat", "target": [" sat"]}\n', encoding="utf-8")
+    one_line_error(run(tiny_lm_dir, "--input-file", path, "-f", "json", ok=False), f"{path}:1")
+    path.write_text('{"text": "The cat", "target": null}\n', encoding="utf-8")
+    assert read_inputs(path) == [("The cat", None)]
+
+
+def test_bad_layer_specs_fail_in_one_line(tiny_lm_dir):
+    for spec in ["--1", "abc", "", ",", "0,,1", "4x"]:
+        one_line_error(run(tiny_lm_dir, TEXT, f"--layers={spec}", "-f", "json", ok=False))
+    assert parse_layers(" 0, -1 ,embed") == [0, -1, "embed"] and parse_layers("+2") == [2]
+
+
+def test_batch_size_must_be_positive(tiny_lm_dir):
+    for n in ("0", "-1"):
+        result = run(tiny_lm_dir, TEXT, "--batch-size", n, ok=False)
+        assert result.exit_code == 2 and "--batch-size" in result.output and "Traceback" not in result.output
+
+
+def test_plot_suffix_is_checked_before_anything_is_written(tiny_lm_dir, tmp_path):
+    for flag in ("--plot", "--trajectory"):
+        out = tmp_path / f"r{flag}.json"
+        result = run(tiny_lm_dir, TEXT, "--track", " the", "-o", out, flag, tmp_path / "x.xyz", ok=False)
+        one_line_error(result, flag, ".png")
+        assert not out.exists()
+
+
+def test_position_out_of_range_is_an_error_everywhere(tiny_lm_dir, scope, tmp_path):
+    P = scope.lens(TEXT).n_positions
+    table = ("-f", "table", "--track", " the")
+    assert "tracked tokens at position 0 " in run(tiny_lm_dir, TEXT, *table, "--position", -P).stdout
+    assert f"tracked tokens at position {P - 1} " in run(tiny_lm_dir, TEXT, *table, "--position", P - 1).stdout
+    for pos in (P, P + 5, -P - 1):
+        one_line_error(run(tiny_lm_dir, TEXT, *table, "--position", pos, ok=False), f"position {pos}")
+        out = tmp_path / "r.json"
+        traj = ("--track", " the", "-o", out, "--trajectory", tmp_path / "t.svg", "--position", pos)
+        one_line_error(run(tiny_lm_dir, TEXT, *traj, ok=False), f"position {pos}")
+        assert not out.exists() and not (tmp_path / "t.svg").exists()
+    run(tiny_lm_dir, TEXT, "-f", "json", "--position", P + 5)  # unused without --track/--trajectory
+
+
+def test_demo_tokenizer_context_matches_the_model():
+    from pathlib import Path
+
+    demo = Path(logitscope.__file__).parent / "demo_model"
+    tok_cfg = json.loads((demo / "tokenizer_config.json").read_text(encoding="utf-8"))
+    cfg = json.loads((demo / "config.json").read_text(encoding="utf-8"))
+    assert tok_cfg["model_max_length"] == cfg["max_position_embeddings"] == 512

@@ -236,3 +236,48 @@ def test_cli_writes_outputs(gpt2, tmp_path):
     assert {p.name for p in out.iterdir()} == {"metrics.json", "per_window.parquet", "curves.png", "curves.html"}
     bad = CliRunner().invoke(app, [*args, "--batch-size", "many"])
     assert bad.exit_code == 2 and "batch-size" in bad.output
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(seq_len=0), "seq_len"),
+        (dict(seq_len=-3), "seq_len"),
+        (dict(seq_len=0, batch_size="auto"), "seq_len"),  # was a ZeroDivisionError in auto_batch_size
+        (dict(max_tokens=0), "max_tokens"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size=-2), "batch_size"),
+        (dict(n_boot=0), "n_boot"),
+        (dict(confidence=1.5), "confidence"),
+        (dict(confidence=0.0), "confidence"),
+        (dict(confidence=1), "confidence"),
+        (dict(ci="jackknife"), "ci"),
+    ],
+)
+def test_bad_settings_are_input_errors(gpt2, kwargs, match):
+    scope, _ = gpt2
+    with pytest.raises(InputError, match=match):
+        scope.evaluate(DOCS, **{"seq_len": SEQ, "batch_size": 2, **kwargs})
+
+
+def test_cli_rejects_bad_settings_in_one_line(gpt2, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from logitscope.cli import eval as eval_cli
+
+    _, model_dir = gpt2
+    app = typer.Typer()
+    eval_cli.register(app)
+    app.command("noop")(lambda: None)
+    (tmp_path / "docs.txt").write_text("\n".join(DOCS))
+    args = ["eval", str(model_dir), "--data", str(tmp_path / "docs.txt"), "--out", str(tmp_path / "out")]
+    bad = [
+        ("--seq-len", "0"), ("--n-boot", "0"), ("--confidence", "1.5"), ("--confidence", "1"),
+        ("--confidence", "0"), ("--batch-size", "0"), ("--max-tokens", "0"),
+    ]  # fmt: skip
+    for flag, value in bad:
+        result = CliRunner().invoke(app, [*args, flag, value])
+        assert result.exit_code == 2, (flag, value, result.output)
+        assert flag in result.output and "Traceback" not in result.output, (flag, value, result.output)
+    assert not (tmp_path / "out").exists()

@@ -162,6 +162,10 @@ def auto_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4)
     stacked copy, a block's activations, fp32 attention scores; ``e`` = bytes per model element).
     Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster).
     """
+    if seq_len < 1:
+        from .errors import InputError
+
+        raise InputError(f"seq_len must be at least 1, not {seq_len}")
     cfg, parts = scope.model.config, scope.require_head()
     d = next((getattr(cfg, k) for k in ("hidden_size", "n_embd", "d_model") if getattr(cfg, k, None)), 1024)
     heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head") if getattr(cfg, k, None)), 16)

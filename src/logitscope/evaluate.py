@@ -291,6 +291,7 @@ def run_eval(
     ``progress(tokens_done, total_estimate)`` is called after every batch with the tokens scored
     so far (estimated over all ranks) and the expected total (``None`` when unknown).
     """
+    _check_args(max_tokens, seq_len, batch_size, ci, confidence, n_boot)
     parts = scope.require_head()
     if parts.kind != "causal":
         raise InputError(f"corpus evaluation scores next-token prediction: causal LMs only, not {parts.kind}")
@@ -299,10 +300,6 @@ def run_eval(
     seq_len = resolve_seq_len(seq_len, config)
     chunk = eval_chunk_rows(scope)
     B = auto_batch_size(scope, seq_len, chunk) if batch_size in ("auto", None) else int(batch_size)
-    if B < 1:
-        raise InputError("batch_size must be at least 1")
-    if ci not in ("bootstrap", "stderr"):
-        raise InputError(f"ci must be 'bootstrap' or 'stderr', not {ci!r}")
     chunks, corpus = token_stream(data, tok, config)
     produced = [0]  # tokens the tokenizer has produced (for the progress total)
 
@@ -370,6 +367,26 @@ def run_eval(
     return EvalResult.from_windows(
         rows, *picked, totals, ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta
     )
+
+
+def _check_args(max_tokens, seq_len, batch_size, ci, confidence, n_boot) -> None:
+    """Reject bad settings before any work (``InputError``)."""
+
+    def is_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if seq_len is not None and not (is_int(seq_len) and seq_len >= 1):
+        raise InputError(f"seq_len must be an integer of at least 1, not {seq_len!r}")
+    if max_tokens is not None and not (is_int(max_tokens) and max_tokens >= 1):
+        raise InputError(f"max_tokens must be an integer of at least 1, not {max_tokens!r}")
+    if batch_size not in ("auto", None) and not (is_int(batch_size) and batch_size >= 1):
+        raise InputError(f"batch_size must be 'auto' or an integer of at least 1, not {batch_size!r}")
+    if ci not in ("bootstrap", "stderr"):
+        raise InputError(f"ci must be 'bootstrap' or 'stderr', not {ci!r}")
+    if not (isinstance(confidence, (int, float, np.floating)) and 0 < confidence < 1):
+        raise InputError(f"confidence must be between 0 and 1 (exclusive), not {confidence!r}")
+    if not (is_int(n_boot) and n_boot >= 1):
+        raise InputError(f"n_boot must be an integer of at least 1, not {n_boot!r}")
 
 
 def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int) -> np.ndarray:

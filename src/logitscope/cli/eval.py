@@ -23,13 +23,13 @@ def register(app: typer.Typer) -> None:
 def eval_command(
     model: str = typer.Argument(..., help="Hub id, local directory or 'demo'."),
     data: Path = typer.Option(..., "--data", help="A .txt file, a .jsonl file (a 'text' field per line), or a directory."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Stop after exactly this many scored tokens."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per window (default 1024, capped at the model's context)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Stop after exactly this many scored tokens."),
+    seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Tokens per window (default 1024, capped at the model's context)."),
     batch_size: str = typer.Option("auto", "--batch-size", help="Windows per forward pass, or 'auto' (from free memory)."),
     out: Path = typer.Option(Path("logitscope-eval"), "--out", help="Output directory."),
     ci: str = typer.Option("bootstrap", "--ci", help="Confidence intervals: 'bootstrap' (over windows) or 'stderr'."),
-    confidence: float = typer.Option(0.95, "--confidence", help="Confidence level of the intervals."),
-    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples."),
+    confidence: float = typer.Option(0.95, "--confidence", min=0, max=1, clamp=False, help="Confidence level of the intervals, between 0 and 1."),
+    n_boot: int = typer.Option(1000, "--n-boot", min=1, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     text_field: str = typer.Option("text", "--text-field", help="JSON key of the document text in JSONL files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps ... (torchrun: cuda:LOCAL_RANK)."),
@@ -43,8 +43,10 @@ def eval_command(
     from ..data import Corpus
     from ..distributed import init_from_env, model_device, shutdown
 
-    if batch_size != "auto" and not batch_size.isdigit():
+    if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
         fail("--batch-size must be a positive integer or 'auto'")
+    if not 0 < confidence < 1:
+        fail(f"--confidence must be between 0 and 1 (exclusive), not {confidence}")
     if ci not in ("bootstrap", "stderr"):
         fail("--ci must be 'bootstrap' or 'stderr'")
     corpus = Corpus(data, text_field=text_field)

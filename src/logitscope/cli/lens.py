@@ -12,6 +12,7 @@ from .common import clean_errors, fail, load_scope, stdout_is_terminal
 
 FORMATS = ("table", "json", "csv", "parquet")
 METRICS = ("entropy", "prob", "target", "rank", "kl")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,11 +21,27 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_layers(spec: str | None) -> list[int | str] | None:
-    """``"0,4,8,-1"`` → ``[0, 4, 8, -1]``; names such as ``embed`` pass through."""
+    """``"0,4,8,-1"`` → ``[0, 4, 8, -1]``; names such as ``embed`` pass through (the library checks them).
+
+    Anything else that starts with a digit or a sign (``--1``, ``4x``), an empty item or an empty
+    list is a one-line error.
+    """
     if spec is None:
         return None
-    items = [s.strip() for s in spec.split(",") if s.strip()]
-    return [int(s) if s.lstrip("-").isdigit() else s for s in items]
+    items = [s.strip() for s in spec.split(",")]
+    if not any(items):
+        fail(f"--layers {spec!r} names no layers; give e.g. '0,4,-1' or 'embed'")
+    out: list[int | str] = []
+    for item in items:
+        if not item:
+            fail(f"--layers {spec!r} has an empty item")
+        try:
+            out.append(int(item))
+        except ValueError:
+            if not item[0].isalpha():
+                fail(f"--layers: {item!r} is neither a layer index nor a layer name")
+            out.append(item)
+    return out
 
 
 def read_inputs(path: Path) -> list[tuple[str, str | None]]:
@@ -41,6 +58,8 @@ def read_inputs(path: Path) -> list[tuple[str, str | None]]:
             fail(f"{path}:{n}: not valid JSON ({err.msg})")
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             fail(f'{path}:{n}: expected an object with a "text" string')
+        if not isinstance(item.get("target"), (str, type(None))):
+            fail(f'{path}:{n}: "target" must be a string or null, not {type(item["target"]).__name__}')
         out.append((item["text"], item.get("target")))
     return out
 
@@ -80,7 +99,7 @@ def lens(
     trajectory: Path | None = typer.Option(None, "--trajectory", help="Also plot the --track tokens across layers."),
     position: int = typer.Option(-1, "--position", help="Position of the --trajectory plot and the tracked table."),
     input_file: Path | None = typer.Option(None, "--input-file", help="Texts, one per line, or JSONL with 'text'."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Inputs per forward pass."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut over-long inputs to the context length."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
@@ -98,9 +117,16 @@ def lens(
     fmt = pick_format(fmt, out)
     if fmt == "parquet" and out is None:
         fail("--format parquet writes a binary file: give --out FILE.parquet")
+    for flag, path in (("--plot", plot), ("--trajectory", trajectory)):
+        if path is not None and path.suffix.lower() not in PLOT_SUFFIXES:
+            fail(f"{flag} {path}: the suffix must be .png, .svg, .pdf or .html")
+    layer_list = parse_layers(layers)
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    kwargs = dict(track=track or None, layers=parse_layers(layers), top_k=top_k, truncate=truncate)
+    kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
     results = run_all(scope, items, target, batch_size=batch_size, **kwargs)
+    if trajectory is not None or (fmt == "table" and track):  # --position is used: check it before writing
+        for res in results:
+            check_position(position, res.n_positions)
     write_results(results, fmt, out, metric=metric, position=position, many=input_file is not None)
     n = len(results)
     for i, res in enumerate(results):
@@ -158,6 +184,13 @@ def write_results(results: list, fmt: str, out: Path | None, *, metric: str, pos
         data.to_parquet(out, index=False)
 
 
+def check_position(position: int, n_positions: int) -> int:
+    """``position`` as an index in ``0 .. P-1`` (negative counts from the end); out of range is an error."""
+    from ..render.view import select_positions
+
+    return select_positions(n_positions, [position])[0]
+
+
 def print_tables(results: list, *, metric: str, position: int) -> None:
     """Print each result as paged rich tables, a colour legend and (with --track) the tracked tokens."""
     from rich.console import Console
@@ -175,7 +208,7 @@ def print_tables(results: list, *, metric: str, position: int) -> None:
             console.print(table)
         console.print(legend(res, metric))
         if len(res.tracked_ids):
-            p = position % res.n_positions
+            p = check_position(position, res.n_positions)
             console.print(Text(f"tracked tokens at position {p} ({label(res.tokens[p])}): probability (rank)"))
             table = Table()
             table.add_column("layer", justify="right")

@@ -176,7 +176,7 @@ def train_tokenizer(texts, vocab_size: int):
     return tok
 
 
-def wrap_tokenizer(tok):
+def wrap_tokenizer(tok, max_len: int):
     from transformers import PreTrainedTokenizerFast
 
     hf = PreTrainedTokenizerFast(
@@ -185,7 +185,7 @@ def wrap_tokenizer(tok):
         eos_token=EOT,
         unk_token=None,
         pad_token=PAD,
-        model_max_length=1024,
+        model_max_length=max_len,  # = the model's max_position_embeddings
         clean_up_tokenization_spaces=False,
     )
     return hf
@@ -461,7 +461,7 @@ def main(argv=None):
     )
 
     tok = train_tokenizer(train_texts, args.vocab_size)
-    tok_hf = wrap_tokenizer(tok)
+    tok_hf = wrap_tokenizer(tok, args.max_pos)
     eot_id, pad_id = tok.token_to_id(EOT), tok.token_to_id(PAD)
     vocab_size = tok.get_vocab_size()
     train_stream = encode_chapters(tok, train_ch, eot_id)

@@ -9,6 +9,12 @@ from functools import wraps
 
 import typer
 
+# Options shared by every command that loads a model (typer reads these as defaults).
+MODEL = typer.Argument(..., help="Hub id, local directory, or 'demo'.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ...")
+DTYPE = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16.")
+TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run the model's own code (off unless asked).")
+
 
 def fail(message: str, code: int = 2) -> None:
     """Print one line on stderr and exit (no traceback)."""

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .common import clean_errors, fail, load_scope
+from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope
 from .logits import check_format
 
 METRICS = ("cosine", "dot")
@@ -20,14 +20,14 @@ def register(app: typer.Typer) -> None:
 
 @clean_errors
 def embed(
-    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    model: str = MODEL,
     token_or_text: str = typer.Argument(..., help="A token (e.g. 'weekend' or ' weekend') or a text."),
     nearest: int = typer.Option(10, "--nearest", "-n", min=1, help="Neighbours shown per token."),
     metric: str = typer.Option("cosine", "--metric", "-m", help="cosine or dot."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Show the tokens whose input embeddings are nearest to each token of TOKEN_OR_TEXT.
 

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from .common import clean_errors, load_scope
+from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, load_scope
 from .logits import check_format
 
 
@@ -18,11 +18,11 @@ def register(app: typer.Typer) -> None:
 
 @clean_errors
 def info(
-    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    model: str = MODEL,
     fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Show MODEL's architecture, parameters, layers, d_model, vocabulary, tied embeddings and head."""
     check_format(fmt)

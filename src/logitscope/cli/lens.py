@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import clean_errors, fail, load_scope, stdout_is_terminal
+from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope, stdout_is_terminal
 
 FORMATS = ("table", "json", "csv", "parquet")
 METRICS = ("entropy", "prob", "target", "rank", "kl")
@@ -84,7 +84,7 @@ def numbered(path: Path, i: int, n: int) -> Path:
 
 @clean_errors
 def lens(
-    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    model: str = MODEL,
     text: str | None = typer.Argument(None, help="Input text (or use --input-file)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per cell."),
     layers: str | None = typer.Option(None, "--layers", help="Layers to show, e.g. '0,4,8,-1' (0 = embed)."),
@@ -101,9 +101,9 @@ def lens(
     input_file: Path | None = typer.Option(None, "--input-file", help="Texts, one per line, or JSONL with 'text'."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
     truncate: bool = typer.Option(False, "--truncate", help="Cut over-long inputs to the context length."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Show what MODEL predicts at every layer and position of TEXT."""
     from ..render.metrics import get_metric

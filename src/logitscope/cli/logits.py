@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import clean_errors, fail, load_scope
+from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope
 
 FORMATS = ("table", "json")
 # What each row's target is, by kind (the column header of the table).
@@ -28,16 +28,16 @@ def check_format(fmt: str) -> str:
 
 @clean_errors
 def logits(
-    model: str = typer.Argument(..., help="Hub id, local directory, or 'demo'."),
+    model: str = MODEL,
     text: str = typer.Argument(..., help="Input text (the encoder's input for encoder-decoder models)."),
     target: str | None = typer.Option(None, "--target", help="Continuation (causal) or decoder text to teacher-force."),
     generate: int | None = typer.Option(None, "--generate", min=1, help="Greedy-decode N tokens; one row per step."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Top tokens shown per position."),
     save: Path | None = typer.Option(None, "--save", help="Also write the full logits: .safetensors or .npy."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ..."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code."),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Show the top tokens MODEL predicts at every position of TEXT (masked LMs: at each [MASK])."""
     check_format(fmt)

@@ -31,178 +31,26 @@ import json
 import math
 import platform
 import random
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-EOT = "<|endoftext|>"
-PAD = "<|pad|>"
-HELDOUT_EVERY = 50
-HELDOUT_OFFSET = HELDOUT_EVERY - 1
-
-# Candidate logit-lens prompts, all taken from held-out chapters.  After
-# training, the ones whose target is top-1 at the last layer but not at the
-# embedding layer nor at the first two blocks are written to prompts.json.
-CANDIDATE_PROMPTS = [
-    {"prompt": "Speak unto the children of", "target": " Israel", "reference": "Numbers 33:51"},
-    {"prompt": "And Joseph took an oath of the children of", "target": " Israel", "reference": "Genesis 50:25"},
-    {"prompt": "Blessed be the LORD God, the God of", "target": " Israel", "reference": "Psalms 72:18"},
-    {
-        "prompt": "I was glad when they said unto me, Let us go into the house of the",
-        "target": " LORD",
-        "reference": "Psalms 122:1",
-    },
-    {"prompt": "Shall I not visit for these things? saith the", "target": " LORD", "reference": "Jeremiah 5:9"},
-    {"prompt": "Wherefore thus saith the LORD God of", "target": " hosts", "reference": "Jeremiah 5:14"},
-    {
-        "prompt": "For this cause I bow my knees unto the Father of our Lord Jesus",
-        "target": " Christ",
-        "reference": "Ephesians 3:14",
-    },
-    {"prompt": "even so must the Son of", "target": " man", "reference": "John 3:14"},
-    {"prompt": "Jesus answered and said unto them, Verily I say unto", "target": " you", "reference": "Matthew 21:21"},
-    {
-        "prompt": "Jesus answered and said unto him, Verily, verily, I say unto",
-        "target": " thee",
-        "reference": "John 3:3",
-    },
-    {
-        "prompt": "And the LORD spake unto Moses in the plains of Moab by Jordan near",
-        "target": " Jericho",
-        "reference": "Numbers 33:50",
-    },
-    {"prompt": "Now it came to pass upon a", "target": " day", "reference": "1 Samuel 14:1"},
-    {
-        "prompt": "Unto him be glory in the church by Christ Jesus throughout all ages, world without",
-        "target": " end",
-        "reference": "Ephesians 3:21",
-    },
-    {
-        "prompt": "And blessed be his glorious name for ever: and let the whole earth be filled with his",
-        "target": " glory",
-        "reference": "Psalms 72:19",
-    },
-]
-# The classic example from a *training* chapter (Genesis 1:3); written to
-# prompts.json too (flagged "split": "train") when it shows late emergence.
-TRAIN_EXAMPLE_PROMPT = {"prompt": "And God said, Let there be", "target": " light", "reference": "Genesis 1:3"}
-MAX_HELDOUT_PROMPTS = 4
-
-
-# --------------------------------------------------------------------------
-# corpus
-# --------------------------------------------------------------------------
-
-HEADER_RE = re.compile(r"^(\S.*?) (\d+)$")
-VERSE_RE = re.compile(r"^\s+(\d+) (.*)$")
-
-
-def load_corpus_text(path: str | None) -> str:
-    if path:
-        return Path(path).read_text(encoding="utf-8")
-    try:
-        out = subprocess.run(["bible", "gen1:1-rev22:21"], check=True, capture_output=True, text=True)
-    except FileNotFoundError:
-        sys.exit("`bible` not found: run `apt-get install -y bible-kjv` or pass --corpus FILE")
-    return out.stdout
-
-
-def parse_chapters(raw: str):
-    """Parse `bible` output into [(book, chapter, [verse_text, ...]), ...].
-
-    Format: a blank line, a header line "Book N", a blank line, then verses
-    "  <num> text" whose long lines wrap onto continuation lines at column 0.
-    Verse numbers are stripped; wrapped lines are re-joined with a space.
-    """
-    chapters = []
-    prev_blank = True
-    for line in raw.splitlines():
-        if not line.strip():
-            prev_blank = True
-            continue
-        m = VERSE_RE.match(line)
-        h = HEADER_RE.match(line) if prev_blank and not line[0].isspace() else None
-        if h:
-            chapters.append((h.group(1), int(h.group(2)), []))
-        elif m:
-            chapters[-1][2].append(m.group(2).strip())
-        else:  # continuation of a wrapped verse
-            chapters[-1][2][-1] += " " + line.strip()
-        prev_blank = False
-    for c in chapters:
-        for i, v in enumerate(c[2]):
-            c[2][i] = re.sub(r"\s+", " ", v).strip()
-    return chapters
-
-
-def chapter_text(verses) -> str:
-    # one verse per line, no verse numbers
-    return "\n".join(verses) + "\n"
-
-
-def split_chapters(chapters):
-    train, held = [], []
-    for i, c in enumerate(chapters):
-        (held if i % HELDOUT_EVERY == HELDOUT_OFFSET else train).append(c)
-    return train, held
-
-
-# --------------------------------------------------------------------------
-# tokenizer
-# --------------------------------------------------------------------------
-
-
-def train_tokenizer(texts, vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=[EOT, PAD],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    # keep offsets as-is; no BOS added automatically (GPT-2 style)
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    return tok
-
-
-def wrap_tokenizer(tok, max_len: int):
-    from transformers import PreTrainedTokenizerFast
-
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=EOT,
-        eos_token=EOT,
-        unk_token=None,
-        pad_token=PAD,
-        model_max_length=max_len,  # = the model's max_position_embeddings
-        clean_up_tokenization_spaces=False,
-    )
-    return hf
-
-
-# --------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------
-
-
-def encode_chapters(tok, chapters, eot_id):
-    """Token stream: <|endoftext|> chapter1 <|endoftext|> chapter2 ..."""
-    ids = []
-    for c in chapters:
-        ids.append(eot_id)
-        ids.extend(tok.encode(chapter_text(c[2])).ids)
-    return torch.tensor(ids, dtype=torch.long)
+from demo_prompts import write_prompts  # noqa: E402
+from kjv_corpus import (  # noqa: E402
+    EOT,
+    HELDOUT_EVERY,
+    HELDOUT_OFFSET,
+    PAD,
+    chapter_text,
+    encode_chapters,
+    load_corpus_text,
+    parse_chapters,
+    split_chapters,
+    train_tokenizer,
+    wrap_tokenizer,
+)
 
 
 class Batcher:
@@ -297,92 +145,6 @@ def evaluate(model, stream, seq_len, batch_size=16, max_tokens=None):
         tot += y.numel()
     model.train()
     return tot_loss / tot, tot_correct / tot, tot
-
-
-@torch.no_grad()
-def lens_top1(model, tok_hf, prompt):
-    """Top-1 token string per lens layer (0 = embeddings, L = final output)."""
-    model.eval()
-    ids = tok_hf(prompt, return_tensors="pt").input_ids
-    out = model(input_ids=ids, output_hidden_states=True)
-    hs = out.hidden_states
-    res = []
-    for i, h in enumerate(hs):
-        h = h[:, -1]
-        if i < len(hs) - 1:
-            h = model.model.norm(h)
-        logits = model.lm_head(h)
-        res.append(int(logits.argmax(-1)))
-    assert res[-1] == int(out.logits[0, -1].argmax())
-    return res
-
-
-def write_prompts(model, tok_hf, out: Path):
-    """Logit lens on the candidate prompts; write the late-emerging ones to prompts.json.
-
-    Lens layer 0 is the embedding output, layer i the output of block i, the
-    last layer is the model's own output.  A prompt qualifies when the target
-    is top-1 at the last layer but not at layers 0, 1 or 2.
-    """
-    n_layers = model.config.num_hidden_layers
-    rows, report = [], []
-    for split, cand in [("heldout", c) for c in CANDIDATE_PROMPTS] + [("train", TRAIN_EXAMPLE_PROMPT)]:
-        tid = tok_hf(cand["target"], add_special_tokens=False).input_ids
-        if len(tid) != 1:
-            print(f"  skip prompt {cand['prompt']!r}: target {cand['target']!r} is {len(tid)} tokens")
-            continue
-        top = lens_top1(model, tok_hf, cand["prompt"])
-        hit = [t == tid[0] for t in top]
-        first = hit.index(True) if any(hit) else None
-        stable = next((i for i in range(len(hit)) if all(hit[i:])), None)
-        ok = hit[-1] and not any(hit[:3])
-        print(
-            f"  lens [{split}] {cand['prompt']!r} -> {cand['target']!r}: "
-            + " ".join(repr(tok_hf.convert_ids_to_tokens(t)) for t in top)
-            + f"  first={first} stable={stable} ok={ok}",
-            flush=True,
-        )
-        report.append(
-            {
-                "prompt": cand["prompt"],
-                "target": cand["target"],
-                "split": split,
-                "final_top1_correct": hit[-1],
-                "first_top1_layer": first,
-                "late_emergence": ok,
-            }
-        )
-        if ok:
-            rows.append(
-                {
-                    "prompt": cand["prompt"],
-                    "target": cand["target"],
-                    "target_id": tid[0],
-                    "reference": cand["reference"],
-                    "split": split,
-                    "first_top1_layer": first,
-                    "stable_from_layer": stable,
-                    "num_layers": n_layers,
-                }
-            )
-    held = [r for r in rows if r["split"] == "heldout"][:MAX_HELDOUT_PROMPTS]
-    chosen = held + [r for r in rows if r["split"] == "train"]
-    (out / "prompts.json").write_text(json.dumps(chosen, indent=2) + "\n", encoding="utf-8")
-    hr = [r for r in report if r["split"] == "heldout"]
-    summary = {
-        "layer_convention": "0 = embeddings, i = output of block i (final norm + lm_head applied), "
-        f"{n_layers} = model output",
-        "heldout_candidates": len(hr),
-        "heldout_final_top1_correct": sum(r["final_top1_correct"] for r in hr),
-        "heldout_late_emergence": sum(r["late_emergence"] for r in hr),
-        "candidates": report,
-    }
-    print(
-        f"  formulaic held-out prompts: final top-1 correct {summary['heldout_final_top1_correct']}/{len(hr)}, "
-        f"late emergence {summary['heldout_late_emergence']}/{len(hr)}; wrote {len(chosen)} to prompts.json",
-        flush=True,
-    )
-    return summary
 
 
 def fix_tokenizer_config(out: Path):

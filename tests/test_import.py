@@ -32,3 +32,10 @@ def test_cli_help_is_light():
 def test_public_api_resolves_lazily():
     loaded = _loaded_after("import logitscope; logitscope.Scope; logitscope.load")
     assert "torch" in loaded  # the lazy attributes really load the engine
+
+
+def test_version_flag():
+    import logitscope
+
+    out = subprocess.run([sys.executable, "-m", "logitscope", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"logitscope {logitscope.__version__}"

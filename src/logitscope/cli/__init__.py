@@ -20,6 +20,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"logitscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the logitscope version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """See what a language model predicts at every layer and position."""
+
+
 for _name in COMMANDS:
     import_module(f".{_name}", __name__).register(app)
 

@@ -230,3 +230,11 @@ def test_bad_dtype_and_device(model_dir):
         logitscope.load(model_dir, dtype="float7")
     with pytest.raises(InputError, match="device"):
         logitscope.load(model_dir, device="foo")
+
+
+def test_load_leaves_transformers_logging_as_it_was(model_dir):
+    from transformers.utils import logging as hf_logging
+
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    logitscope.load(model_dir)
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before

@@ -135,6 +135,7 @@ def load(
     kwargs = dict(common, dtype=torch_dtype, output_loading_info=True)
     if device_map is not None:
         kwargs["device_map"] = device_map
+    bars = tf.utils.logging.is_progress_bar_enabled()
     tf.utils.logging.disable_progress_bar()
     verbosity = tf.utils.logging.get_verbosity()
     tf.utils.logging.set_verbosity_error()  # the load report is ours to give, as an error
@@ -149,8 +150,10 @@ def load(
         if isinstance(err, OSError) and "does not appear to have" in msg:
             raise ModelNotFoundError(f"{name!r} has no weights file: {msg}") from None
         raise CorruptWeightsError(f"cannot read the weights of {name!r}: {type(err).__name__}: {msg}") from None
-    finally:
+    finally:  # leave the caller's transformers settings as they were
         tf.utils.logging.set_verbosity(verbosity)
+        if bars:
+            tf.utils.logging.enable_progress_bar()
     missing = [k for k in info.get("missing_keys", []) if not k.endswith("position_ids")]
     base = getattr(model, "base_model_prefix", "")
     head_missing = [k for k in missing if base and not k.startswith(base + ".")]

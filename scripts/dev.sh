@@ -23,9 +23,18 @@ setup() {
     fi
 }
 
+# The browser tests drive Debian's chromium headless (never a downloaded browser).
+browser() {
+    if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+        SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+        $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null || \
+            echo "warning: could not install chromium; browser tests will be skipped" >&2
+    fi
+}
+
 case "${1:-}" in
     setup) setup ;;
     demo) setup; shift; exec "$VENV/bin/logitscope" demo "$@" ;;
-    test) setup; shift; HF_HUB_OFFLINE=1 exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    test) setup; browser; shift; HF_HUB_OFFLINE=1 exec "$VENV/bin/python" -m pytest -q "$@" ;;
     *) echo "usage: bash scripts/dev.sh demo|test|setup" >&2; exit 2 ;;
 esac

@@ -1,0 +1,98 @@
+"""The models a server holds, by name: loaded once at start, never chosen by a path in a request."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LogitscopeError
+from .slots import Slot
+
+
+class UnknownModelError(LogitscopeError):
+    """A request named a model the server was not started with (HTTP 404)."""
+
+
+@dataclass
+class Entry:
+    """One served model.
+
+    Attributes:
+        name: the name the page picks it by.
+        scope: the loaded :class:`~logitscope.Scope`.
+        slot: its request queue.
+        vocab_key: fingerprint of its vocabulary (size + tokenizer vocabulary); two models can be
+            compared only when these are equal.
+        summary: what ``GET /api/models`` says about it.
+    """
+
+    name: str
+    scope: Any
+    slot: Slot
+    vocab_key: str | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def vocab_fingerprint(scope) -> str | None:
+    """A hash of the head's vocabulary size and the tokenizer's token → id table (``None``: no head)."""
+    if scope.parts is None:
+        return None
+    digest = hashlib.sha256(str(scope.parts.vocab_size).encode())
+    tok = scope.tokenizer
+    if tok is not None:
+        for piece, idx in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]):
+            digest.update(f"{idx}\t{piece}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def summarize(name: str, scope) -> dict[str, Any]:
+    """Facts the page needs to build its controls for a model."""
+    from ..inputs import context_limit
+
+    tok = scope.tokenizer
+    parts = scope.parts
+    return {
+        "name": name,
+        "kind": scope.kind,
+        "model_type": scope.model.config.model_type,
+        "n_layers": parts.n_blocks if parts else None,
+        "vocab_size": parts.vocab_size if parts else int(scope.model.get_input_embeddings().weight.shape[0]),
+        "context_length": context_limit(scope.model.config),
+        "mask_token": getattr(tok, "mask_token", None) if tok is not None else None,
+        "has_tokenizer": tok is not None,
+        "has_head": parts is not None,
+    }
+
+
+def build_entries(scopes: dict[str, Any], max_queue: int) -> dict[str, Entry]:
+    """Wrap named scopes as :class:`Entry` objects, each with its own queue."""
+    if not scopes:
+        raise ValueError("serve needs at least one model")
+    return {
+        name: Entry(name, scope, Slot(name, max_queue), vocab_fingerprint(scope), summarize(name, scope))
+        for name, scope in scopes.items()
+    }
+
+
+def display_name(model: str) -> str:
+    """The page's name for a model given on the command line: ``demo``, a hub id, or a path's last part."""
+    text = os.fspath(model).rstrip("/\\")
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        return os.path.basename(text) or text
+    return text
+
+
+def load_scopes(models: list[str], *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+    """Load each model once (``demo`` when none is given) into ``{name: Scope}`` with unique names."""
+    from ..loading import load
+
+    out: dict[str, Any] = {}
+    for model in models or ["demo"]:
+        name = base = display_name(model)
+        n = 2
+        while name in out:
+            name, n = f"{base}-{n}", n + 1
+        out[name] = load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return out

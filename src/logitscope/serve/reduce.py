@@ -1,0 +1,173 @@
+"""Requests → small JSON payloads: top-k and statistics, never a full vocabulary row.
+
+Every function here is blocking torch work run in a worker thread (see ``slots.py``); it takes
+the served :class:`~logitscope.serve.models.Entry` objects and a validated request and returns
+plain JSON-ready data. Size limits that need the tokenizer are checked here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from ..inputs import check_vocab, display_tokens, to_ids, track_ids
+from ..render.view import auto_stride, select_rows
+from .column import aligned_rows, column, encode_input, entropy, follow, kl_by_layer
+from .limits import Limits
+
+
+class LimitError(InputError):
+    """A request is larger than the server's limits allow (HTTP 413)."""
+
+
+def check_tokens(enc, limits: Limits) -> None:
+    """Refuse inputs with more tokens than ``limits.max_tokens`` (encoder and lens positions)."""
+    n = max(len(enc.input_ids), len(enc.lens_ids))
+    if n > limits.max_tokens:
+        raise LimitError(f"the input has {n} tokens; this server accepts at most {limits.max_tokens} (--max-tokens)")
+
+
+def stride_for(n_streams: int, stride: int | None, limits: Limits) -> int:
+    """The layer stride: as asked, else the smallest keeping at most ``limits.max_rows`` rows."""
+    return int(stride) if stride else auto_stride(n_streams, limits.max_rows)
+
+
+def lens_result(entry, req, limits: Limits):
+    """Run ``scope.lens`` for a :class:`~logitscope.serve.schemas.LensRequest`; returns ``(result, stride)``."""
+    scope = entry.scope
+    parts = scope.require_head()
+    check_tokens(encode_input(scope, req.text, req.target), limits)
+    stride = stride_for(parts.n_blocks + 1, req.stride, limits)
+    rows = select_rows(parts.n_blocks + 1, stride)
+    top_k = min(req.top_k, parts.vocab_size)
+    res = scope.lens(req.text, target=req.target, track=list(req.track) or None, layers=rows, top_k=top_k)
+    return res, stride
+
+
+def lens_payload(entry, req, limits: Limits) -> dict[str, Any]:
+    """The lens as ``LensResult.to_dict()`` (the CLI's JSON schema) plus the stride used."""
+    res, stride = lens_result(entry, req, limits)
+    out = res.to_dict()
+    out["stride"] = stride
+    out["n_streams_total"] = entry.scope.parts.n_blocks + 1
+    out["model_name"] = entry.name
+    return out
+
+
+def column_payload(entry, req, limits: Limits) -> dict[str, Any]:
+    """Probability and rank of chosen tokens at every layer of one position, plus each layer's entropy and top-1."""
+    scope = entry.scope
+    parts = scope.require_head()
+    enc = encode_input(scope, req.text, req.target)
+    check_tokens(enc, limits)
+    check_vocab(list(req.ids), parts.vocab_size)
+    ids = list(dict.fromkeys([*req.ids, *track_ids(list(req.tokens), scope.tokenizer, parts.vocab_size)]))
+    col = column(scope, enc, req.position)
+    probs, ranks = follow(col, ids)
+    top1 = col.logits.argmax(-1).tolist()
+    return {
+        "model_name": entry.name,
+        "position": col.position,
+        "token": display_tokens([enc.lens_ids[col.position]], scope.tokenizer)[0],
+        "layer_names": col.layer_names,
+        "ids": ids,
+        "tokens": display_tokens(ids, scope.tokenizer),
+        "probs": [[float(f"{p:.9g}") for p in row] for row in probs.tolist()],
+        "ranks": ranks.tolist(),
+        "entropy": [float(f"{e:.9g}") for e in entropy(col).tolist()],
+        "top1_ids": top1,
+        "top1_tokens": display_tokens(top1, scope.tokenizer),
+    }
+
+
+def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
+    """Per-layer KL between two inputs' lens distributions at one position each.
+
+    Raises:
+        InputError: the two models have different vocabularies (KL between them means nothing).
+    """
+    if entry_a is not entry_b and (entry_a.vocab_key is None or entry_a.vocab_key != entry_b.vocab_key):
+        va, vb = entry_a.summary["vocab_size"], entry_b.summary["vocab_size"]
+        raise InputError(
+            f"cannot compare {entry_a.name!r} and {entry_b.name!r}: their vocabularies differ "
+            f"({va} vs {vb} tokens, or different token tables); compare needs models that share a tokenizer"
+        )
+    cols, sides = [], []
+    for entry, side in ((entry_a, req.a), (entry_b, req.b)):
+        enc = encode_input(entry.scope, side.text, side.target)
+        check_tokens(enc, limits)
+        col = column(entry.scope, enc, side.position)
+        top1 = col.logits.argmax(-1).tolist()
+        cols.append(col)
+        sides.append(
+            {
+                "model_name": entry.name,
+                "position": col.position,
+                "n_positions": len(enc.lens_ids),
+                "token": display_tokens([enc.lens_ids[col.position]], entry.scope.tokenizer)[0],
+                "layer_names": col.layer_names,
+                "top1_tokens": display_tokens(top1, entry.scope.tokenizer),
+            }
+        )
+    pairs = aligned_rows(cols[0].logits.shape[0] - 1, cols[1].logits.shape[0] - 1)
+    kl_ab, kl_ba = kl_by_layer(cols[0], cols[1], pairs)
+    return {
+        "a": sides[0],
+        "b": sides[1],
+        "pairs": [list(p) for p in pairs],
+        "kl_ab": [float(f"{x:.9g}") for x in kl_ab.tolist()],
+        "kl_ba": [float(f"{x:.9g}") for x in kl_ba.tolist()],
+        "alignment": "identity" if cols[0].logits.shape[0] == cols[1].logits.shape[0] else "fraction of depth",
+    }
+
+
+def logits_payload(entry, req, limits: Limits) -> dict[str, Any]:
+    """The model's own top-k (at mask positions for masked LMs), or greedy generation."""
+    scope = entry.scope
+    check_tokens(encode_input(scope, req.text, req.target), limits)
+    if req.generate is not None and req.generate > limits.max_generate:
+        raise LimitError(f"generate={req.generate}; this server generates at most {limits.max_generate} tokens")
+    out = scope.logits(req.text, target=req.target, generate=req.generate)
+    k = min(req.top_k, out.logits.shape[-1])
+    positions = out.mask_positions if len(out.mask_positions) else None
+    top = out.top(k, positions=positions)
+    del out
+    data = top.to_dict()
+    data["model_name"] = entry.name
+    data["kind"] = scope.kind
+    data["masked"] = positions is not None
+    return data
+
+
+def nearest_payload(entry, req, limits: Limits) -> dict[str, Any]:
+    """Nearest tokens (input embeddings) to each token of ``req.text``."""
+    scope = entry.scope
+    if req.k > limits.max_nearest:
+        raise LimitError(f"k={req.k}; this server returns at most {limits.max_nearest} neighbours")
+    ids = to_ids(req.text, scope.tokenizer, special_tokens=False)
+    if len(ids) > limits.max_nearest_queries:
+        raise LimitError(
+            f"the text has {len(ids)} tokens; the embeddings tab looks up at most {limits.max_nearest_queries}"
+        )
+    near = scope.nearest(ids, k=req.k, metric=req.metric)
+    return {"model_name": entry.name, "queries": [n.to_dict() for n in near]}
+
+
+def export_bytes(entry, req, limits: Limits) -> tuple[bytes, str, str]:
+    """The current view as a file: ``(content, media type, file name)``.
+
+    JSON and CSV are what ``logitscope lens -o x.json`` / ``x.csv`` write; HTML is the
+    self-contained interactive heatmap of ``--plot x.html`` (plotly.js embedded).
+    """
+    from ..export import frame, to_json
+
+    res, _ = lens_result(entry, req, limits)
+    stem = f"logitscope-{entry.name.replace('/', '_')}"
+    if req.format == "json":
+        return to_json(res).encode(), "application/json", f"{stem}.json"
+    if req.format == "csv":
+        return frame(res).to_csv(index=False).encode(), "text/csv", f"{stem}.csv"
+    from ..render.interactive import heatmap_html
+
+    fig = heatmap_html(res, metric=req.metric)
+    return fig.to_html(include_plotlyjs=True, full_html=True).encode(), "text/html", f"{stem}-{req.metric}.html"

@@ -25,6 +25,7 @@ _LAZY = {
     "ContextLengthError": "errors",
     "LensMismatchError": "errors",
     "NonFiniteError": "errors",
+    "OutputError": "errors",
 }
 
 __all__ = sorted(_LAZY)

@@ -7,20 +7,43 @@ complete new output, never a half-written file or a partial set of files.
         fig.savefig(tmp)
     with atomic_dir("runs/gpt2") as tmp:      # tmp: a fresh sibling directory
         (tmp / "metrics.json").write_text(...)
+
+Several outputs that belong together are committed together by nesting the contexts in one
+``contextlib.ExitStack``: nothing is moved into place until every writer has finished.
+:func:`check_file_dest` and :func:`check_dir_dest` reject a destination that cannot be written
+*before* any work is done (``OutputError``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import OutputError
+
 
 def _suffix(path: Path) -> str:
     return "".join(path.suffixes[-2:]) if path.suffix else ""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _special(path: Path) -> bool:
+    """An existing destination that is not a regular file (``/dev/stdout``, ``/dev/null``, a FIFO)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 @contextmanager
@@ -29,14 +52,24 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary keeps ``path``'s suffix, so writers that choose a format from the file name
     (matplotlib, pandas) behave as they would for ``path``. On any exception (including
-    ``KeyboardInterrupt``) the temporary is removed and ``path`` is left as it was.
+    ``KeyboardInterrupt``) the temporary is removed and ``path`` is left as it was. A symlink is
+    followed (its target is replaced); a destination that is not a regular file (``/dev/null``,
+    ``/dev/stdout``, a FIFO) is written in place, since it cannot be replaced. The new file gets
+    the usual permissions (``0o666`` minus the umask), not the temporary's ``0o600``.
     """
     dest = Path(path)
+    if dest.is_symlink():
+        dest = dest.resolve()
+    if _special(dest):
+        yield dest
+        return
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{_suffix(dest)}", dir=dest.parent or ".")
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -49,13 +82,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     When ``path`` does not exist the whole directory is renamed into place (atomic). When it
     exists (a directory), each file is moved in with ``os.replace`` only after all of them
-    were written, so an interruption while writing leaves ``path`` untouched.
+    were written, so an interruption while writing leaves ``path`` untouched. Missing parent
+    directories are created (and removed again if nothing was written).
     """
     dest = Path(path)
+    created = _missing_parents(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if not dest.exists():
             os.replace(tmp, dest)
             return
@@ -69,4 +105,71 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:  # deepest first; only the ones this call made, and only if empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
+
+
+def _missing_parents(dest: Path) -> list[Path]:
+    """Ancestors of ``dest`` that do not exist yet, deepest first."""
+    out = []
+    for parent in dest.absolute().parents:
+        if parent.exists():
+            break
+        out.append(parent)
+    return out
+
+
+def _writable_dir(directory: Path) -> bool:
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def check_file_dest(path: str | os.PathLike, what: str = "output") -> Path:
+    """Check, before any work, that a file can be written at ``path``; raise :class:`OutputError` if not.
+
+    The parent directory must exist and be writable; ``path`` must not be a directory. An
+    existing regular file is fine (it is replaced); so are ``/dev/null``-like destinations.
+    """
+    dest = Path(path).expanduser()
+    if not str(path).strip():
+        raise OutputError(f"{what}: empty file name")
+    if dest.is_dir():
+        raise OutputError(f"{what} {os.fspath(path)!r} is a directory; give a file name")
+    if _special(dest):
+        return dest
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"{what} {os.fspath(path)!r}: the directory {os.fspath(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"{what} {os.fspath(path)!r}: {os.fspath(parent)!r} is not a directory")
+    if not _writable_dir(parent) or (dest.exists() and not os.access(dest, os.W_OK)):
+        raise OutputError(f"{what} {os.fspath(path)!r}: permission denied")
+    return dest
+
+
+def check_dir_dest(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Check, before any work, that a directory can be written (or created) at ``path``.
+
+    ``path`` must be an existing writable directory, or not exist with its nearest existing
+    ancestor a writable directory. Raises :class:`OutputError` otherwise (e.g. ``path`` is a file).
+    """
+    dest = Path(path).expanduser()
+    if not str(path).strip():
+        raise OutputError(f"{what}: empty directory name")
+    if dest.exists() or dest.is_symlink():
+        if not dest.is_dir():
+            raise OutputError(f"{what} {os.fspath(path)!r} exists and is not a directory")
+        if not _writable_dir(dest):
+            raise OutputError(f"{what} {os.fspath(path)!r}: permission denied")
+        return dest
+    for parent in dest.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{what} {os.fspath(path)!r}: {os.fspath(parent)!r} is a file, not a directory")
+            if not _writable_dir(parent):
+                raise OutputError(f"{what} {os.fspath(path)!r}: cannot create it in {os.fspath(parent)!r}")
+            break
+    return dest

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import EmptyInputError, InputError
+from .errors import CorruptWeightsError, EmptyInputError, InputError
 from .inputs import check_vocab, context_limit, display_tokens, to_ids
 from .kernel import DEFAULT_CHUNK_ELEMENTS
 
@@ -191,6 +191,8 @@ def _query(scope, item, weight: torch.Tensor) -> tuple[str, int | None, torch.Te
     if isinstance(item, torch.Tensor) and item.is_floating_point():
         if item.shape != (weight.shape[1],):
             raise InputError(f"a query vector must have shape ({weight.shape[1]},), got {tuple(item.shape)}")
+        if not bool(torch.isfinite(item).all()):
+            raise InputError("the query vector holds NaN or inf")
         return "<vector>", None, item.detach().float()
     if isinstance(item, str):
         ids = to_ids(item, scope.tokenizer, special_tokens=False)
@@ -222,7 +224,7 @@ def nearest(scope, token, *, k: int = 10, metric: str = "cosine", include_self: 
         raise EmptyInputError("no query tokens given")
     weight = scope.model.get_input_embeddings().weight
     V = _n_tokens(scope)
-    if not 1 <= k <= V - (0 if include_self else 1):
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= V - (0 if include_self else 1):
         raise InputError(f"k must be between 1 and the number of other tokens ({V - 1})")
     queries = [_query(scope, item, weight) for item in items]
     q = torch.stack([v for _, _, v in queries]).to(weight.device)  # (n, d)
@@ -235,6 +237,7 @@ def nearest(scope, token, *, k: int = 10, metric: str = "cosine", include_self: 
     with torch.inference_mode():
         for r0 in range(0, V, step):
             rows = weight[r0 : min(V, r0 + step)].float()  # (c, d)
+            _check_finite(rows, r0)
             s = q @ rows.T  # (n, c)
             if metric == "cosine":
                 s = s / rows.norm(dim=-1).clamp_min(1e-12)
@@ -265,10 +268,22 @@ def _embed_on_device(scope, ids: list[int]) -> torch.Tensor:
         return scope.model.get_input_embeddings()(torch.tensor(ids, device=scope.input_device))
 
 
+def _check_finite(rows: torch.Tensor, first_id: int) -> None:
+    """Raise ``CorruptWeightsError`` naming the embedding rows (token ids) that hold NaN/inf."""
+    finite = torch.isfinite(rows).all(dim=-1)
+    if not bool(finite.all()):
+        bad = (first_id + (~finite).nonzero()[:, 0]).tolist()
+        raise CorruptWeightsError(f"the input embeddings of token ids {bad[:5]} hold NaN or inf")
+
+
 def embed(scope, inputs, *, special_tokens: bool = True) -> Embeddings:
     """Implementation of :meth:`logitscope.Scope.embed`."""
     ids = _ids(scope, inputs, special_tokens)
     vectors = _embed_on_device(scope, ids).float().cpu()
+    finite = torch.isfinite(vectors).all(dim=-1)
+    if not bool(finite.all()):
+        bad = [ids[i] for i in (~finite).nonzero()[:, 0].tolist()]
+        raise CorruptWeightsError(f"the input embeddings of token ids {bad[:5]} hold NaN or inf")
     return Embeddings(display_tokens(ids, scope.tokenizer), np.asarray(ids, dtype=np.int64), vectors)
 
 

@@ -16,7 +16,7 @@ class ModelNotFoundError(LogitscopeError):
 
 
 class CorruptWeightsError(LogitscopeError):
-    """The weights file exists but cannot be read."""
+    """The weights cannot be read, some are missing, or some hold NaN/inf (the message names them)."""
 
 
 class RemoteCodeError(LogitscopeError):
@@ -49,3 +49,8 @@ class NonFiniteError(LogitscopeError):
 
 class LensMismatchError(LogitscopeError):
     """A lens or artefact was made for a different model than the one it is applied to."""
+
+
+class OutputError(LogitscopeError):
+    """An output destination cannot be written (a missing directory, a file where a directory is
+    wanted, no permission); checked before any work is done."""

@@ -7,9 +7,10 @@ target (teacher-forced) if one is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .errors import ContextLengthError, EmptyInputError, InputError
@@ -36,30 +37,62 @@ class Encoded:
         return self.decoder_ids if self.decoder_ids is not None else self.input_ids
 
 
+BYTES = (bytes, bytearray, memoryview)
+
+
+def _is_id(i) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _refuse_bytes(x, what: str = "input") -> None:
+    if isinstance(x, BYTES):
+        raise InputError(
+            f"the {what} is {type(x).__name__}, not text or token ids: decode it first (e.g. data.decode('utf-8'))"
+        )
+
+
 def is_single(x) -> bool:
     """A single input (str, flat list of ints, 1-D tensor) rather than a list of them."""
     if isinstance(x, str):
         return True
     if isinstance(x, torch.Tensor):
         return x.dim() <= 1
-    return isinstance(x, Sequence) and (len(x) == 0 or isinstance(x[0], int))
+    return isinstance(x, Sequence) and not isinstance(x, BYTES) and (len(x) == 0 or _is_id(x[0]))
 
 
 def to_ids(x, tokenizer, *, special_tokens: bool = True) -> list[int]:
-    """Token ids of a string (via the tokenizer), a list of ints or a 1-D LongTensor."""
+    """Token ids of a string (via the tokenizer), a list of ints or a 1-D LongTensor.
+
+    Bytes are refused (they are not token ids, and their encoding is unknown).
+    """
+    _refuse_bytes(x)
     if isinstance(x, str):
         if not x:  # checked here: special tokens would make "" a non-empty input for some tokenizers
             raise EmptyInputError("the text is empty")
         if tokenizer is None:
             raise InputError("text input needs a tokenizer: pass tokenizer= to Scope, or give token ids")
-        return list(tokenizer(x, add_special_tokens=special_tokens)["input_ids"])
+        # verbose=False: over-long inputs get our ContextLengthError (or --truncate), not a warning too
+        return list(tokenizer(x, add_special_tokens=special_tokens, verbose=False)["input_ids"])
     if isinstance(x, torch.Tensor):
-        if x.dim() != 1 or x.is_floating_point():
+        if x.dim() != 1 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise InputError(f"token ids must be a 1-D integer tensor, got shape {tuple(x.shape)} {x.dtype}")
         return [int(i) for i in x.tolist()]
-    if isinstance(x, Sequence) and all(isinstance(i, int) for i in x):
-        return list(x)
-    raise InputError(f"expected text, a list of token ids or a 1-D LongTensor, got {type(x).__name__}")
+    if isinstance(x, Sequence) and all(_is_id(i) for i in x):
+        return [int(i) for i in x]
+    raise InputError(f"expected text, a list of token ids or a 1-D LongTensor, got {_describe(x)}")
+
+
+def _describe(x) -> str:
+    if isinstance(x, (list, tuple)) and x:
+        return f"a {type(x).__name__} holding {type(x[0]).__name__}"
+    return "None" if x is None else type(x).__name__
+
+
+def check_top_k(top_k, vocab_size: int, name: str = "top_k") -> int:
+    """``top_k`` as an int in ``1 .. vocab_size``; anything else is an :class:`InputError`."""
+    if not _is_id(top_k) or not 1 <= top_k <= vocab_size:
+        raise InputError(f"{name} must be an integer between 1 and the vocabulary size ({vocab_size}), not {top_k!r}")
+    return int(top_k)
 
 
 def _check_length(ids: list[int], limit: int | None, truncate: bool, what: str) -> list[int]:
@@ -70,7 +103,7 @@ def _check_length(ids: list[int], limit: int | None, truncate: bool, what: str) 
             return ids[:limit]
         raise ContextLengthError(
             f"the {what} has {len(ids)} tokens but the model's context is {limit}; "
-            "shorten it or pass truncate=True (keeps the first tokens)"
+            "shorten it or pass truncate=True (keeps the first tokens; with a target, the prompt's last)"
         )
     return ids
 
@@ -87,8 +120,9 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
     Targets: causal LMs score the next input token at every position, or with ``target`` only
     the positions that predict the continuation; encoder-decoder models score the decoder's
     next token; masked LMs score the token at the same position (what the MLM reconstructs).
-    ``truncate`` keeps the first tokens of an input; with a ``target`` it keeps the prompt's
-    last tokens instead, so the continuation follows its real context. A target is never cut.
+    The truncation rule (one rule, documented in docs/lens_output.md): ``truncate`` keeps the
+    first tokens of an input; with a ``target`` it keeps the prompt's last tokens instead, so
+    the continuation follows its real context. A target is never cut.
     """
     limit = context_limit(config)
     ids = to_ids(x, tokenizer)
@@ -133,10 +167,15 @@ def track_ids(track, tokenizer, vocab_size: int) -> list[int]:
     """Resolve ``track=`` items (single-token strings or ids) to token ids."""
     if track is None:
         return []
-    if isinstance(track, (str, int)) or (isinstance(track, torch.Tensor) and track.dim() == 0):
+    _refuse_bytes(track, "track= value")
+    if isinstance(track, (str, int, np.integer)) or (isinstance(track, torch.Tensor) and track.dim() == 0):
         track = [track]  # one token, not a sequence of characters
+    if not isinstance(track, (Sequence, torch.Tensor, np.ndarray)):
+        raise InputError(f"track= takes a token, a token id or a list of them, not {type(track).__name__}")
     out = []
     for item in track:
+        if isinstance(item, np.integer):
+            item = int(item)
         if isinstance(item, torch.Tensor) and item.dim() == 0:
             item = int(item)
         if isinstance(item, bool) or not isinstance(item, (str, int)):
@@ -173,6 +212,17 @@ def encode_all(inputs, *, kind: str, tokenizer, config, vocab_size: int, target=
     ``target`` is one continuation for all inputs, or (for a list of inputs) a list with one
     per input. Returns ``(single, encodings)``; ``single`` is ``True`` for one bare input.
     """
+    _refuse_bytes(inputs)
+    if (
+        inputs is None
+        or isinstance(inputs, (dict, set, int, float))
+        or not (isinstance(inputs, (str, torch.Tensor)) or isinstance(inputs, Iterable))
+    ):
+        raise InputError(
+            f"expected text, token ids (a list of ints or a 1-D LongTensor) or a list of those, got {_describe(inputs)}"
+        )
+    if target is not None and not isinstance(target, (str, torch.Tensor, list, tuple)):
+        raise InputError(f"target= takes text, token ids or a list of them, not {_describe(target)}")
     single = is_single(inputs)
     items = [inputs] if single else list(inputs)
     if not items:

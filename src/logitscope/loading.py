@@ -28,9 +28,66 @@ def resolve_name(name: str | os.PathLike) -> str:
     looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
     if looks_local and not path.exists():
         raise ModelNotFoundError(f"no model at {text!r}: the path does not exist")
+    if path.is_file():
+        hint = (
+            f"give its directory {str(path.parent)!r}" if path.name == "config.json" else "give the model's directory"
+        )
+        raise ModelNotFoundError(f"{text!r} is a file; a model is a directory holding config.json and weights: {hint}")
     if path.is_dir() and not (path / "config.json").exists():
         raise ModelNotFoundError(f"{text!r} is a directory without a config.json, not a Hugging Face model")
     return str(path) if path.exists() else text
+
+
+HUB_PROBE_TIMEOUT = 2.0  # seconds to wait for a TCP connection to the hub before calling it unreachable
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``, or the HTTPS proxy) accepts a TCP connection.
+
+    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Used so that an offline machine fails in
+    about ``timeout`` seconds instead of after huggingface_hub's retries (~30 s).
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
+    if proxy and url.scheme == "https":
+        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def check_device_map(device_map) -> None:
+    """``None``, a dict, one of :data:`DEVICE_MAP_NAMES` or a torch device name; else ``InputError``."""
+    if device_map is None or isinstance(device_map, dict) or device_map in DEVICE_MAP_NAMES:
+        return
+    if isinstance(device_map, str):
+        import torch
+
+        try:
+            torch.device(device_map)
+            return
+        except (RuntimeError, TypeError):
+            pass
+    raise InputError(
+        f"unknown device_map {device_map!r}: use {', '.join(DEVICE_MAP_NAMES)}, a device such as 'cuda:0', or a dict"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def pick_device(device: str | None) -> str:
@@ -111,7 +168,11 @@ def load(
     from .scope import Scope
 
     path = resolve_name(name)
+    check_device_map(device_map)
     common = {"trust_remote_code": trust_remote_code, "revision": revision}
+    local = Path(path).is_dir()
+    if not local and not hub_reachable():  # fail in ~2 s, not after the hub client's retries
+        common["local_files_only"] = True  # a cached copy still loads offline
     try:
         config = tf.AutoConfig.from_pretrained(path, **common)
     except ValueError as err:
@@ -119,11 +180,20 @@ def load(
             raise RemoteCodeError(
                 f"{name!r} needs its own Python code; pass trust_remote_code=True only if you trust it"
             ) from None
-        raise ModelNotFoundError(f"cannot read the config of {name!r}: {err}") from None
+        raise ModelNotFoundError(f"cannot read the config of {name!r}: {_first_line(err)}") from None
     except (OSError, KeyError) as err:
+        if local:
+            raise ModelNotFoundError(
+                f"cannot read {str(Path(path) / 'config.json')!r}: {type(err).__name__}: {_first_line(err)}"
+            ) from None
+        if common.get("local_files_only"):
+            raise ModelNotFoundError(
+                f"model {name!r} not found: it is not a local directory, not in the Hugging Face cache, "
+                "and the hub cannot be reached (offline?)"
+            ) from None
         raise ModelNotFoundError(
             f"model {name!r} not found: not a local directory and not in the Hugging Face cache "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            f"({type(err).__name__}: {_first_line(err)})"
         ) from None
     torch_dtype = dtype if dtype == "auto" else getattr(torch, str(dtype).replace("torch.", ""), None)
     if not isinstance(torch_dtype, (str, torch.dtype)) or (

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .errors import ContextLengthError, InputError, NonFiniteError
-from .inputs import Encoded, context_limit, display_tokens, encode_all, length_batches
+from .inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
 from .lens import model_inputs
 
 SCHEMA_VERSION = 1
@@ -105,8 +105,7 @@ def top_tokens(
 ) -> TopTokens:
     """Top-k summary of a (P, V) logits matrix (rows restricted to ``positions`` if given)."""
     P, V = logits.shape
-    if not 1 <= k <= V:
-        raise InputError(f"k must be between 1 and the vocabulary size ({V})")
+    k = check_top_k(k, V, "k")
     rows = np.arange(P) if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
     if rows.size and not (rows.min() >= -P and rows.max() < P):
         raise InputError(f"positions must be in range for {P} positions")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from .errors import NoLMHeadError
+from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError, UnsupportedModelError
 from .kernel import default_chunk_rows
 from .parts import ModelParts, resolve
+from .weights import check_model, corrupt_weights
 
 
 class Scope:
     """Wrap a Hugging Face model (and optionally its tokenizer) for inspection.
+
+    The model is switched to ``eval()`` mode (dropout off), in place: the caller's model object
+    stays in eval mode afterwards. Weights holding NaN/inf raise ``CorruptWeightsError`` (naming
+    them) from lens/logits; ``info``/``embed``/``nearest`` still work where the embeddings are finite.
 
     Args:
         model: a ``*ForCausalLM``, ``*ForConditionalGeneration``/seq2seq LM or ``*ForMaskedLM``
@@ -26,6 +31,7 @@ class Scope:
     def __init__(
         self, model, tokenizer=None, *, name: str | None = None, self_check: bool = True, chunk_size: int | None = None
     ):
+        check_model(model, tokenizer)
         model.eval()
         self.model = model
         self.tokenizer = tokenizer
@@ -35,12 +41,18 @@ class Scope:
             self._no_head: NoLMHeadError | None = None
         except NoLMHeadError as err:
             self.parts, self._no_head = None, err
+        self._corrupt: CorruptWeightsError | None = None
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
         if self_check and self.parts is not None:
             from .lens import self_check as check
 
-            check(self)
+            try:
+                check(self)
+            except (UnsupportedModelError, NonFiniteError):
+                self._corrupt = corrupt_weights(model, self.name)  # NaN/inf weights: named, and deferred
+                if self._corrupt is None:
+                    raise
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -71,6 +83,8 @@ class Scope:
 
     def require_head(self) -> ModelParts:
         """The model's parts, or a clear ``NoLMHeadError`` when it has no LM head."""
+        if self._corrupt is not None:
+            raise self._corrupt
         if self.parts is None:
             raise self._no_head
         return self.parts
@@ -89,8 +103,11 @@ class Scope:
         top_k: int = 5,
         batch_size: int = 8,
         truncate: bool = False,
+        tuned=None,
+        strict: bool = True,
+        sublayers: bool = False,
     ):
-        """Run the logit lens.
+        """Run the logit lens (or, with ``tuned=``, the tuned lens).
 
         Args:
             inputs: text, a list of token ids or a 1-D LongTensor (→ one ``LensResult``), or a
@@ -105,6 +122,12 @@ class Scope:
             top_k: top tokens kept per cell.
             batch_size: inputs per forward pass.
             truncate: cut over-long inputs to the context length instead of raising.
+            tuned: a :class:`~logitscope.tuned.TunedLens`, a tuned-lens folder, or ``"demo"``:
+                rows 0..L-1 become ``tail(h + W h + b)`` (docs/tuned_lens.md); ``meta["lens"]``
+                says which lens made the result.
+            strict: refuse a tuned lens whose unembedding hash differs from the model's.
+            sublayers: also show each block's stream after attention, as a row ``"3.attn"``
+                before row ``"3"`` (``"3.in+attn"`` for parallel blocks; docs/inside.md).
         """
         from .lens import run_lens
 
@@ -117,6 +140,9 @@ class Scope:
             top_k=top_k,
             batch_size=batch_size,
             truncate=truncate,
+            tuned=tuned,
+            strict=strict,
+            sublayers=sublayers,
         )
 
     # -- logits and embeddings (logits.py, embeddings.py) -------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -14,6 +15,41 @@ MODEL = typer.Argument(..., help="Hub id, local directory, or 'demo'.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ...")
 DTYPE = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16.")
 TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run the model's own code (off unless asked).")
+TRUNCATE = typer.Option(
+    False,
+    "--truncate",
+    help="Cut an over-long input to the model's context: keeps its first tokens, or with --target "
+    "the prompt's last tokens (the target is never cut).",
+)
+
+# Library messages name Python arguments; on the command line the same advice names flags.
+CLI_WORDS: list[tuple[str, str]] = [
+    (r"text input needs a tokenizer: pass tokenizer= to Scope, or give token ids",
+     "this model has no tokenizer (no tokenizer files beside its config.json), so text cannot be encoded"),
+    (r"pass track=\[\.\.\.\] tokens to lens\(\)", "add --track TOKEN"),
+    (r"pass truncate=True", "add --truncate"),
+    (r"truncate=True", "--truncate"),
+    (r"pass trust_remote_code=True", "add --trust-remote-code"),
+    (r"trust_remote_code=True", "--trust-remote-code"),
+    (r"dtype='float32' or 'bfloat16'", "--dtype float32 or --dtype bfloat16"),
+    (r"or pass format=", "or give --format"),
+    (r"\btarget=", "--target"),
+    (r"\bgenerate=", "--generate"),
+    (r"\blayers=", "--layers"),
+    (r"\btop_k\b", "--top-k"),
+    (r"\bbatch_size\b", "--batch-size"),
+    (r"\bseq_len\b", "--seq-len"),
+    (r"\bmax_tokens\b", "--max-tokens"),
+    (r"\bn_boot\b", "--n-boot"),
+    (r"\bdevice_map\b", "--device-map"),
+]  # fmt: skip
+
+
+def cli_words(message: str) -> str:
+    """A library message with its Python argument names replaced by the matching CLI flags."""
+    for pattern, repl in CLI_WORDS:
+        message = re.sub(pattern, repl, message)
+    return message
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -23,7 +59,10 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def clean_errors(fn: Callable) -> Callable:
-    """Turn LogitscopeError (and bad-file errors) into a one-line message and exit code 2."""
+    """Turn LogitscopeError (and file-system errors, e.g. a full disk) into one ``error:`` line and exit 2.
+
+    The message speaks CLI (:func:`cli_words`). Anything else is a bug and keeps its traceback.
+    """
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -32,9 +71,10 @@ def clean_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LogitscopeError as err:
-            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-            fail(f"{err.strerror}: {err.filename}")
+            fail(cli_words(str(err).splitlines()[0] if str(err) else type(err).__name__))
+        except OSError as err:  # a disk that fills up, a file that vanished, no permission
+            where = f": {err.filename}" if err.filename else ""
+            fail(f"{err.strerror or str(err) or type(err).__name__}{where}")
 
     return wrapper
 
@@ -50,6 +90,21 @@ def status(message: str):
             yield
     else:
         yield
+
+
+def check_out_file(path, flag: str) -> None:
+    """Fail (``error:``, exit 2) unless a file can be written at ``path``; call before any work."""
+    if path is not None:
+        from ..atomic import check_file_dest
+
+        check_file_dest(path, flag)
+
+
+def check_out_dir(path, flag: str) -> None:
+    """Fail unless a directory can be written or created at ``path``; call before any work."""
+    from ..atomic import check_dir_dest
+
+    check_dir_dest(path, flag)
 
 
 def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):

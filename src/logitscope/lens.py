@@ -63,10 +63,24 @@ def model_inputs(kind: str, batch: Sequence[Encoded], device, pad_id: int) -> di
 
 
 def run_lens(
-    scope, inputs, *, target=None, track=None, layers=None, top_k: int = 5, batch_size: int = 8, truncate: bool = False
+    scope,
+    inputs,
+    *,
+    target=None,
+    track=None,
+    layers=None,
+    top_k: int = 5,
+    batch_size: int = 8,
+    truncate: bool = False,
+    sublayers: bool = False,
 ):
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
     parts = scope.require_head()
+    layout = None
+    if sublayers:  # rows "l.attn" between the block rows (sublayers.py)
+        from .sublayers import layout_of
+
+        layout = layout_of(parts, scope.model.config)
     vocab_size = parts.vocab_size
     if not 1 <= top_k <= vocab_size:
         raise InputError(f"top_k must be between 1 and the vocabulary size ({vocab_size})")
@@ -77,11 +91,20 @@ def run_lens(
     tracked = torch.tensor(track_ids(track, tok, vocab_size), dtype=torch.long)
     L = parts.n_blocks
     rows = resolve_layers(layers, L)
+    if layout is not None:
+        from .sublayers import with_sublayers
+
+        rows = with_sublayers(rows, layout)
     stat_rows = [r for r in rows if r != L] + [L]  # the kernel wants the final stream last
     results: list[LensResult | None] = [None] * len(encs)
     for idx, batch in length_batches(encs, batch_size):
         kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
-        captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
+        if layout is None:
+            captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
+        else:
+            from .sublayers import run_captured_rows
+
+            captured = run_captured_rows(scope.model, parts.blocks, layout, stat_rows, **kwargs)
         lengths = [len(e.lens_ids) for e in batch]
         valid = torch.zeros(len(batch), max(lengths), dtype=torch.bool)
         for i, n in enumerate(lengths):
@@ -110,6 +133,8 @@ def run_lens(
             sl = slice(offset, offset + n)
             offset += n
             results[i] = _make_result(scope, enc, stats, keep, rows, sl, tracked)
+            if layout is not None:
+                results[i].meta["sublayers"] = "parallel" if layout.parallel else "sequential"
     return results[0] if single else results
 
 
@@ -131,7 +156,7 @@ def _make_result(scope, enc: Encoded, stats, keep: list[int], rows: list[int], s
         tokens=[vocab[i] for i in enc.lens_ids],
         token_ids=np.asarray(enc.lens_ids),
         layer_names=[layer_name(r) for r in rows],
-        layers=np.asarray(rows),
+        layers=np.asarray([int(str(r).split(".")[0]) for r in rows]),  # "3.attn" -> 3
         entropy=pick(stats.entropy),
         kl_to_final=pick(stats.kl_to_final),
         top_ids=top_ids,

@@ -206,3 +206,85 @@ def context_limit(config) -> int | None:
                 value -= int(getattr(config, "pad_token_id", None) or 0) + 1
             return value
     return None
+
+
+# -- inside a block (sub-layer lens, direct logit attribution) -----------------------------
+@dataclass(frozen=True)
+class BlockLayout:
+    """Where a block's stream after its attention sub-layer(s) is, as paths relative to one block.
+
+    Sequential blocks (``resid_post = resid_mid + mlp_out``) have that stream in the model: the
+    input of ``mid`` (the pre-MLP norm; with post-sub-layer norms, as in Gemma 2, it already holds
+    the *normed* attention output). Parallel blocks (``resid_post = resid_pre + attn_out + mlp_out``)
+    have none: logitscope defines theirs as ``resid_post - mlp_out`` (= stream in + attention
+    contribution), where ``mlp_out`` is the output of ``mlp``, added to the stream as it is.
+
+    Attributes:
+        mid: module whose input is the stream after attention (sequential blocks).
+        mlp: module whose output is the MLP contribution (parallel blocks).
+        parallel: ``True``, ``False``, or config flags any of which makes the blocks parallel.
+        refuse_if: ``(config flag, value)`` pairs under which neither description holds.
+    """
+
+    mid: str | None = None
+    mlp: str | None = None
+    parallel: bool | tuple[str, ...] = False
+    refuse_if: tuple[tuple[str, object], ...] = ()
+
+
+_PRE_MLP = BlockLayout("post_attention_layernorm")
+_PARALLEL = BlockLayout(mlp="mlp", parallel=True)
+
+# Post-norm blocks (BERT, RoBERTa, BART, Marian: norm after the residual add) have no stream that
+# the MLP merely adds to, and are left out: the sub-layer lens refuses them.
+BLOCK_LAYOUTS: dict[str, BlockLayout] = {
+    **dict.fromkeys(
+        [
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen2_moe",
+            "qwen3",
+            "qwen3_moe",
+            "gemma",
+            "phi3",
+            "granite",
+            "granitemoe",
+            "olmo",
+            "starcoder2",
+            "smollm3",
+            "glm",
+            "helium",
+            "ministral",
+        ],
+        _PRE_MLP,
+    ),
+    **dict.fromkeys(["gemma2", "gemma3_text"], BlockLayout("pre_feedforward_layernorm")),
+    "olmo2": BlockLayout("mlp"),  # post-sub-layer norms, no pre-MLP norm: the MLP's own input
+    **dict.fromkeys(["gpt2", "gpt_neo", "gpt_bigcode"], BlockLayout("ln_2")),
+    "bloom": BlockLayout("post_attention_layernorm", refuse_if=(("apply_residual_connection_post_layernorm", True),)),
+    "opt": BlockLayout("final_layer_norm", refuse_if=(("do_layer_norm_before", False),)),
+    **dict.fromkeys(["cohere", "cohere2", "phi", "gptj", "codegen"], _PARALLEL),
+    "gpt_neox": BlockLayout("post_attention_layernorm", "mlp", parallel=("use_parallel_residual",)),
+    "stablelm": BlockLayout("post_attention_layernorm", "mlp", parallel=("use_parallel_residual",)),
+    "falcon": BlockLayout("post_attention_layernorm", "mlp", parallel=("parallel_attn", "new_decoder_architecture")),
+    # encoder-decoder: the stream after self- and cross-attention, entering the feed-forward
+    **dict.fromkeys(["t5", "mt5"], BlockLayout("layer.2")),
+    "mbart": BlockLayout("final_layer_norm"),
+}
+
+
+def block_layout(config) -> tuple[BlockLayout, bool] | None:
+    """``(layout, parallel)`` for a model config, or ``None`` when its blocks have no such stream.
+
+    ``None`` for architectures not in :data:`BLOCK_LAYOUTS` and for configs matching a
+    ``refuse_if`` entry.
+    """
+    layout = BLOCK_LAYOUTS.get(config.model_type)
+    if layout is None or any(getattr(config, flag, None) == value for flag, value in layout.refuse_if):
+        return None
+    parallel = layout.parallel
+    if isinstance(parallel, tuple):
+        parallel = any(bool(getattr(config, flag, False)) for flag in parallel)
+    return layout, bool(parallel)

@@ -9,7 +9,7 @@ import torch
 
 from .capture import run_captured
 from .errors import InputError, UnsupportedModelError
-from .inputs import Encoded, display_tokens, encode_all, length_batches, track_ids
+from .inputs import Encoded, check_top_k, display_tokens, encode_all, length_batches, track_ids
 from .kernel import stream_stats
 from .result import LensResult
 
@@ -72,6 +72,8 @@ def run_lens(
     top_k: int = 5,
     batch_size: int = 8,
     truncate: bool = False,
+    tuned=None,
+    strict: bool = True,
     sublayers: bool = False,
 ):
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
@@ -80,10 +82,15 @@ def run_lens(
     if sublayers:  # rows "l.attn" between the block rows (sublayers.py)
         from .sublayers import layout_of
 
+        if tuned is not None:
+            raise InputError("sublayers=True works with the logit lens only, not with a tuned lens")
         layout = layout_of(parts, scope.model.config)
+    if tuned is not None:  # a tuned lens: translate rows 0..L-1, then the same tail and kernel
+        from .tuned.lens import resolve as resolve_tuned
+
+        tuned = resolve_tuned(scope, tuned, strict=strict)
     vocab_size = parts.vocab_size
-    if not 1 <= top_k <= vocab_size:
-        raise InputError(f"top_k must be between 1 and the vocabulary size ({vocab_size})")
+    top_k = check_top_k(top_k, vocab_size)
     tok, config = scope.tokenizer, scope.model.config
     single, encs = encode_all(
         inputs, kind=parts.kind, tokenizer=tok, config=config, vocab_size=vocab_size, target=target, truncate=truncate
@@ -115,6 +122,8 @@ def run_lens(
         del ref
         for i, r in enumerate(stat_rows):  # pop as we copy: peak ≈ one copy of the streams
             streams[i] = captured.pop(r).to(valid.device)[valid]  # rows may sit on other devices
+        if tuned is not None:
+            tuned.translate_rows_(streams, stat_rows)
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
         stats = stream_stats(
             streams,
@@ -133,6 +142,9 @@ def run_lens(
             sl = slice(offset, offset + n)
             offset += n
             results[i] = _make_result(scope, enc, stats, keep, rows, sl, tracked)
+            results[i].meta.update(lens="tuned" if tuned is not None else "logit")
+            if tuned is not None:
+                results[i].meta["tuned_lens"] = tuned.describe()
             if layout is not None:
                 results[i].meta["sublayers"] = "parallel" if layout.parallel else "sequential"
     return results[0] if single else results

@@ -273,3 +273,28 @@ class Scope:
             dist=dist,
             progress=progress,
         )
+
+    def train_lens(self, data, *, out=None, checkpoint=None, resume: bool = False, progress: bool = False, **settings):
+        """Train a tuned lens (Belrose et al. 2023) for this model on ``data``; docs/tuned_lens.md.
+
+        The loss is KL(final ‖ translated layer) at every position, backpropagated one layer at a
+        time through the model's own (frozen) tail; nothing of shape layers × tokens × vocab is held.
+
+        Args:
+            data: what :meth:`evaluate` reads (a path, text, documents, token ids).
+            out: write the lens there (tuned-lens layout + ``training_log.json``) when done.
+            checkpoint: checkpoint file (default ``OUT.ckpt.pt``), written every ``save_every`` steps.
+            resume: continue from ``checkpoint``.
+            progress: show a rich progress bar with the per-layer loss.
+            **settings: :class:`~logitscope.tuned.train.TrainConfig` fields: ``steps`` (250),
+                ``tokens_per_step`` (2**18), ``seq_len``, ``lr`` (1.0), ``momentum`` (0.9),
+                ``weight_decay`` (1e-3), ``warmup_steps`` (0), ``grad_clip`` (1.0), ``seed``,
+                ``batch_size``, ``chunk_rows``, ``save_every`` (50); also ``lens=`` (start from
+                it) and ``dist=`` (a :class:`~logitscope.distributed.DistContext`).
+
+        Returns:
+            :class:`~logitscope.tuned.TunedLens` (its ``training_log`` holds the per-step losses).
+        """
+        from .tuned.api import fit
+
+        return fit(self, data, out=out, checkpoint=checkpoint, resume=resume, progress=progress, **settings)

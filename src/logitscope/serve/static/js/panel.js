@@ -1,0 +1,91 @@
+// The side panel: the selected cell's top-k with rank changes, and token trajectories across layers.
+import { PALETTE, trajectoryChart } from "./charts.js";
+import { el, esc, fmtNum, fmtP, visible } from "./text.js";
+
+const $ = (id) => document.getElementById(id);
+
+export function clearPanel(message = "Click a cell to see its top tokens.") {
+  $("panel-empty").textContent = message;
+  $("panel-empty").hidden = false;
+  $("panel-body").hidden = true;
+}
+
+// The cell part (instant, from the lens payload). `pinnedIds` are ids already pinned.
+export function renderCell(data, r, p, { side, pinnedIds, onPin }) {
+  const tok = (id) => data.vocab[String(id)] ?? `<${id}>`;
+  $("panel-empty").hidden = true;
+  $("panel-body").hidden = false;
+  const sideTag = side ? `<span class="stat">${side.toUpperCase()}</span> ` : "";
+  const tgt = data.target_ids[p];
+  $("cell-title").innerHTML =
+    `${sideTag}layer ${esc(data.layer_names[r])} \u00b7 position ${p} <code>${esc(visible(data.tokens[p]))}</code>` +
+    (tgt >= 0 ? ` <span class="sub">\u2192 target</span> <code>${esc(visible(tok(tgt)))}</code>` : "");
+  const stats = [
+    ["entropy", fmtNum(data.entropy[r][p]) + " nats"],
+    ["KL to final", fmtNum(data.kl_to_final[r][p])],
+    ["top-1 p", fmtP(data.top_probs[r][p][0])],
+  ];
+  if (tgt >= 0) {
+    stats.push(["target p", fmtP(data.target_prob[r][p])]);
+    stats.push(["target rank", String(data.target_rank[r][p] + 1)]);
+  }
+  const box = $("cell-stats");
+  box.replaceChildren(...stats.map(([k, v]) => el("span", { class: "stat" }, `${k} `, el("b", {}, v))));
+  const list = $("topk-list");
+  list.dataset.layer = data.layers[r];
+  list.dataset.pos = p;
+  list.replaceChildren(
+    ...data.top_ids[r][p].map((id, j) => {
+      const prob = data.top_probs[r][p][j];
+      const pinned = pinnedIds.includes(id);
+      return el(
+        "li",
+        { class: "topk-row", dataset: { tokenId: id, prob: String(prob), token: tok(id) } },
+        el("span", { class: "n" }, String(j + 1)),
+        el(
+          "span",
+          { class: "tokcell", title: `id ${id}` },
+          el("span", { class: "pbar", style: `width:${Math.max(1, prob * 100).toFixed(1)}%` }),
+          el("span", { class: "tok" + (id === tgt ? " target" : "") }, visible(tok(id))),
+        ),
+        el("span", { class: "p" }, fmtP(prob)),
+        el("span", { class: "delta", dataset: { id } }, "\u2026"),
+        el("button", { class: "pin-btn" + (pinned ? " on" : ""), title: pinned ? "pinned" : "pin this token", onclick: () => onPin(tok(id), id) }, pinned ? "\u2605" : "\u2606"),
+      );
+    }),
+  );
+  const l = data.layers[r];
+  $("rank-note").textContent = l === 0 ? "(embeddings: no layer below)" : `rank change vs layer ${l - 1 === 0 ? "embed" : l - 1}`;
+}
+
+// The column part (after /api/column): rank deltas and the trajectory chart.
+export function renderColumn(data, r, p, col, { pinnedIds, mode }) {
+  const l = data.layers[r];
+  const index = new Map(col.ids.map((id, i) => [id, i]));
+  for (const span of document.querySelectorAll("#topk-list .delta")) {
+    const i = index.get(Number(span.dataset.id));
+    span.className = "delta";
+    if (i === undefined || l === 0) { span.textContent = ""; continue; }
+    const now = col.ranks[i][l], before = col.ranks[i][l - 1];
+    const d = before - now;
+    span.title = `rank ${before + 1} at layer ${l - 1 === 0 ? "embed" : l - 1} \u2192 ${now + 1}`;
+    if (d > 0) { span.textContent = `\u25b2${d}`; span.classList.add("up"); }
+    else if (d < 0) { span.textContent = `\u25bc${-d}`; span.classList.add("down"); }
+    else { span.textContent = "="; span.classList.add("same"); }
+  }
+  const top = data.top_ids[r][p].slice(0, 3);
+  const chosen = [...pinnedIds, ...top.filter((id) => !pinnedIds.includes(id))];
+  const series = chosen
+    .filter((id) => index.has(id))
+    .map((id, n) => ({
+      token: col.tokens[index.get(id)],
+      values: mode === "rank" ? col.ranks[index.get(id)] : col.probs[index.get(id)],
+      color: PALETTE[n % PALETTE.length],
+      pinned: pinnedIds.includes(id),
+    }));
+  $("traj-title").textContent = `trajectory \u00b7 position ${col.position}`;
+  const chart = $("traj-chart");
+  chart.dataset.series = String(series.length);
+  chart.dataset.pinned = String(series.filter((s) => s.pinned).length);
+  trajectoryChart(chart, col.layer_names, series, mode, data.layer_names[r]);
+}

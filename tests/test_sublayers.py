@@ -14,7 +14,7 @@ import torch
 from test_lens_exact import BLOCKS, SRC, TGT, truncated
 
 import logitscope
-from logitscope.errors import UnsupportedModelError
+from logitscope.errors import InputError, UnsupportedModelError
 
 # The module, relative to a block, whose output is the MLP branch added to the stream (test-side).
 MLP = {
@@ -134,3 +134,8 @@ def test_kl_of_attn_rows_is_against_the_final_row():
     kl = (real.exp() * (real - final)).sum(-1)
     np.testing.assert_allclose(res.kl_to_final[res.layer_names.index("3.attn")], kl.numpy(), atol=1e-4)
 
+
+def test_sublayers_with_tuned_lens_is_refused():
+    scope = logitscope.Scope(tiny.build("llama"))
+    with pytest.raises(InputError, match="sublayers=True"):
+        scope.lens(SRC, sublayers=True, tuned=object())

@@ -184,6 +184,25 @@ class Scope:
             dtype=dtype,
         )
 
+    # -- inside blocks and across models (attribute.py, diff.py; docs/inside.md) ----------------
+    def attribute(self, inputs, *, target=None, truncate: bool = False):
+        """Direct logit attribution: what the embeddings and each block's attention and MLP outputs
+        add to a target token's logit, through the final norm frozen at the final stream's scale.
+
+        Args:
+            inputs: one text or list of token ids.
+            target: ``None`` (the model's top-1 token at each position), one token (string or id)
+                for every position, or one id per position.
+            truncate: cut an over-long input to the context length instead of raising.
+
+        Returns:
+            :class:`~logitscope.attribute_result.AttributionResult`; softcapped models attribute
+            the pre-softcap logit.
+        """
+        from .attribute import run_attribute
+
+        return run_attribute(self, inputs, target=target, truncate=truncate)
+
     def info(self):
         """Architecture, size, layers, d_model, vocab, tied embeddings, head modules, dtype, device."""
         from .embeddings import model_info

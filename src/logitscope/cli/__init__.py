@@ -10,7 +10,7 @@ from importlib import import_module
 
 import typer
 
-COMMANDS = ["demo", "lens", "logits", "embed", "info", "eval", "serve"]  # modules under logitscope.cli, in help order
+COMMANDS = ["demo", "lens", "logits", "embed", "info", "eval", "serve", "attribute"]  # modules under logitscope.cli, in help order
 
 app = typer.Typer(
     name="logitscope",

@@ -2,8 +2,9 @@
 
 Everything is a generator, so memory stays flat in the size of the corpus:
 
-* :func:`read_pieces` reads a text file, a JSONL file (one ``{"text": ...}`` object per line) or a
-  directory of them (sorted, recursive) and yields ``(text, ends_document)`` pieces;
+* :class:`~logitscope.corpus.Corpus` reads text, JSONL, JSON, Parquet, Arrow and CSV files,
+  ``save_to_disk`` folders, directories of them and hub datasets (``hf:NAME[:CONFIG[:SPLIT]]``),
+  and yields ``(text, ends_document)`` pieces;
 * :func:`token_chunks` tokenises pieces in batches and appends the EOS token after every document;
 * :func:`windows` cuts the stream into windows of ``seq_len + 1`` tokens that **overlap by one**:
   window ``k`` is ``stream[k*seq_len : k*seq_len + seq_len + 1]``, its first ``seq_len`` tokens are
@@ -13,98 +14,17 @@ Everything is a generator, so memory stays flat in the size of the corpus:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
+from .corpus import JSONL_SUFFIXES, SUFFIXES, TEXT_SUFFIXES, Corpus, list_files, looks_like_path  # noqa: F401
 from .errors import ContextLengthError, EmptyInputError, InputError
 from .inputs import context_limit
 
 DEFAULT_SEQ_LEN = 1024
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
-PIECE_BYTES = 1 << 18  # a plain-text file is tokenised in pieces of about this size
 TOKENIZE_BATCH_BYTES = 1 << 18  # text handed to the tokenizer per call
-
-
-class Corpus:
-    """The documents of a text file, a JSONL file, or a directory of them.
-
-    Iterating yields ``(text, ends_document)`` pieces (see :func:`read_pieces`) and advances
-    :attr:`bytes_read`, so a progress bar can show ``bytes_read / total_bytes``.
-
-    Args:
-        path: a ``.txt``/``.text``/``.md`` file (one document), a ``.jsonl``/``.ndjson`` file (one
-            document per line, in ``text_field``), or a directory searched recursively for both.
-        text_field: the JSON key holding a document's text.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, text_field: str = "text"):
-        self.path = Path(path).expanduser()
-        self.text_field = text_field
-        self.files = list_files(self.path)
-        self.total_bytes = sum(f.stat().st_size for f in self.files)
-        self.bytes_read = 0
-
-    def __iter__(self) -> Iterator[tuple[str, bool]]:
-        self.bytes_read = 0
-        for file in self.files:
-            for text, end, n_bytes in read_pieces(file, text_field=self.text_field):
-                self.bytes_read += n_bytes
-                yield text, end
-
-    def fraction(self) -> float:
-        """Share of the corpus's bytes read so far."""
-        return self.bytes_read / self.total_bytes if self.total_bytes else 1.0
-
-    def __repr__(self) -> str:
-        return f"Corpus({str(self.path)!r}, files={len(self.files)}, bytes={self.total_bytes})"
-
-
-def list_files(path: Path) -> list[Path]:
-    """The corpus files under ``path`` (itself if a file), sorted for a reproducible order."""
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", str(path))
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES + JSONL_SUFFIXES))
-    if not files:
-        raise EmptyInputError(f"no {'/'.join(TEXT_SUFFIXES + JSONL_SUFFIXES)} files under {path}")
-    return files
-
-
-def read_pieces(file: Path, *, text_field: str = "text") -> Iterator[tuple[str, bool, int]]:
-    """Yield ``(text, ends_document, n_bytes_read)`` from one file.
-
-    A JSONL file yields one piece per non-blank line (a whole document). A plain-text file is one
-    document, read in pieces of about :data:`PIECE_BYTES` cut at line ends so memory stays flat
-    (tokenising at a cut may differ from tokenising the whole file at once by a token or two).
-    """
-    is_jsonl = file.name.endswith(JSONL_SUFFIXES)
-    with open(file, "rb") as fh:
-        if is_jsonl:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)[text_field]
-                except (json.JSONDecodeError, TypeError, KeyError):
-                    raise InputError(f"{file}:{lineno}: expected a JSON object with a {text_field!r} field") from None
-                if not isinstance(text, str):
-                    raise InputError(f"{file}:{lineno}: the {text_field!r} field is not a string")
-                yield text, True, len(line)
-            return
-        buf, size = [], 0
-        for line in fh:
-            buf.append(line)
-            size += len(line)
-            if size >= PIECE_BYTES:
-                yield b"".join(buf).decode("utf-8", errors="replace"), False, size
-                buf, size = [], 0
-        yield b"".join(buf).decode("utf-8", errors="replace"), True, size
 
 
 def resolve_eos(tokenizer, config) -> int:
@@ -186,19 +106,29 @@ def windows(chunks: Iterable[np.ndarray], seq_len: int, max_tokens: int | None =
         yield buf[: int(min(len(buf), budget + 1))].copy()
 
 
-def token_stream(data, tokenizer, config) -> tuple[Iterator[np.ndarray], Corpus | None]:
+def token_stream(
+    data, tokenizer, config, *, text_field: str = "text", encoding_errors: str = "strict"
+) -> tuple[Iterator[np.ndarray], Corpus | None]:
     """Turn any supported ``data`` into token chunks, plus the :class:`Corpus` when reading files.
 
-    ``data`` is a path (``os.PathLike``, or a ``str`` naming an existing file or directory) or
-    :class:`Corpus`; any other ``str`` (one document's text); an
-    iterable of ``str`` (documents); a 1-D integer tensor/array or iterable of ints (a ready token
-    stream, used as is); or an iterable of id lists (tokenised documents, joined with EOS).
+    ``data`` is a :class:`Corpus`; a path (``os.PathLike``: a file or folder, see
+    :mod:`logitscope.corpus`); a ``str`` that :func:`~logitscope.corpus.looks_like_path` (it
+    exists, starts with ``hf:``, or has no whitespace and a corpus suffix or a path separator;
+    such a path that does not exist is an :class:`InputError`, never scored as text); any other
+    ``str`` (one document's text); an iterable of ``str`` (documents); a 1-D integer
+    tensor/array or iterable of ints (a ready token stream, used as is); or an iterable of id
+    lists (tokenised documents, joined with EOS). Bytes are refused.
     """
-    if isinstance(data, str) and "\n" not in data and len(data) < 4096 and os.path.exists(data):
-        data = Path(data)  # a string naming an existing file or directory is read as a path
-    corpus = Corpus(data) if isinstance(data, os.PathLike) else data if isinstance(data, Corpus) else None
-    if corpus is not None:
-        return token_chunks(corpus, _need(tokenizer), resolve_eos(tokenizer, config)), corpus
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"data is {type(data).__name__}: decode it to text, or give a path or token ids")
+    if data is None or isinstance(data, (int, float, dict)):
+        raise InputError(f"data must be a path, text, a list of texts or token ids, not {type(data).__name__}")
+    if isinstance(data, str) and looks_like_path(data):
+        data = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
+    elif isinstance(data, os.PathLike):
+        data = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
+    if isinstance(data, Corpus):
+        return token_chunks(data, _need(tokenizer), resolve_eos(tokenizer, config)), data
     if isinstance(data, str):
         data = [data]
     if hasattr(data, "detach"):  # torch tensor
@@ -207,18 +137,46 @@ def token_stream(data, tokenizer, config) -> tuple[Iterator[np.ndarray], Corpus 
         if data.ndim != 1 or not np.issubdtype(data.dtype, np.integer):
             raise InputError(f"a token stream must be a 1-D integer array, got shape {data.shape} {data.dtype}")
         return iter([data.astype(np.int64)]), None
-    it = iter(data)
+    try:
+        it = iter(data)
+    except TypeError:
+        raise InputError(
+            f"data must be a path, text, a list of texts or token ids, not {type(data).__name__}"
+        ) from None
     try:
         first = next(it)
     except StopIteration:
         raise EmptyInputError("no documents given") from None
     rest = _chain(first, it)
-    if isinstance(first, (int, np.integer)):
-        return iter([np.fromiter(rest, dtype=np.int64)]), None
+    if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
+        return iter([_ints(rest)]), None
     if isinstance(first, str):
-        return token_chunks(((t, True) for t in rest), _need(tokenizer), resolve_eos(tokenizer, config)), None
-    eos = resolve_eos(tokenizer, config)
-    return (np.concatenate([np.asarray(d, dtype=np.int64).reshape(-1), [eos]]) for d in rest), None
+        return token_chunks(_texts(rest), _need(tokenizer), resolve_eos(tokenizer, config)), None
+    if isinstance(first, (list, tuple, np.ndarray)) or hasattr(first, "detach"):
+        return _id_docs(rest, resolve_eos(tokenizer, config)), None
+    raise InputError(f"data items must be texts, token ids or lists of token ids, not {type(first).__name__}")
+
+
+def _ints(items) -> np.ndarray:
+    out = list(items)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in out):
+        raise InputError("a token stream must hold only integers")
+    return np.asarray(out, dtype=np.int64)
+
+
+def _texts(items) -> Iterator[tuple[str, bool]]:
+    for n, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputError(f"document {n} is {type(t).__name__}, not text")
+        yield t, True
+
+
+def _id_docs(items, eos: int) -> Iterator[np.ndarray]:
+    for n, d in enumerate(items):
+        arr = np.asarray(d.detach().cpu().numpy() if hasattr(d, "detach") else d)
+        if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
+            raise InputError(f"document {n} must be a list of token ids, got {arr.dtype} values")
+        yield np.concatenate([arr.astype(np.int64).reshape(-1), [eos]])
 
 
 def _chain(first, it):

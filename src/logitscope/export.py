@@ -135,25 +135,28 @@ def save(results: LensResult | list[LensResult], path: str | os.PathLike, format
     Args:
         results: a result, or a list (JSON: a JSON array; JSON Lines: one per line; CSV/Parquet:
             stacked with an ``input`` column).
-        path: file to write.
+        path: file to write, atomically (a temporary name, then moved into place).
         format: ``json``, ``jsonl``, ``csv`` or ``parquet``; default from the suffix.
 
     Returns:
         The path written.
     """
+    from .atomic import atomic_file
+
     fmt, path = format_for(path, format), Path(path)
     many = not isinstance(results, LensResult)
-    if fmt == "json":
-        data = [r.to_dict() for r in results] if many else results.to_dict()
-        path.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-    elif fmt == "jsonl":
-        items = results if many else [results]
-        lines = [to_json(r, input=i) if many else to_json(r) for i, r in enumerate(items)]
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    elif fmt == "csv":
-        frame(results).to_csv(path, index=False)
-    else:
-        frame(results).to_parquet(path, index=False)
+    with atomic_file(path) as tmp:  # complete or not at all
+        if fmt == "json":
+            data = [r.to_dict() for r in results] if many else results.to_dict()
+            tmp.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+        elif fmt == "jsonl":
+            items = results if many else [results]
+            lines = [to_json(r, input=i) if many else to_json(r) for i, r in enumerate(items)]
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        elif fmt == "csv":
+            frame(results).to_csv(tmp, index=False)
+        else:
+            frame(results).to_parquet(tmp, index=False)
     return path
 
 
@@ -173,8 +176,8 @@ def load(path: str | os.PathLike, format: str | None = None):
 def read_frame(path: str | os.PathLike, format: str | None = None):
     """Read a CSV or Parquet export into a DataFrame with the dtypes :meth:`LensResult.to_pandas` had.
 
-    CSV: token columns stay text even when a token reads like ``"NaN"`` or ``"null"``; an empty
-    ``target_token`` means no target (NaN in ``target_prob``).
+    CSV: token columns stay text even when a token reads like ``"NaN"`` or ``"null"``; where a
+    position has no target (``target_id`` -1) ``target_token`` is ``None``, as in ``to_pandas()``.
     """
     import pandas as pd
 
@@ -187,6 +190,8 @@ def read_frame(path: str | os.PathLike, format: str | None = None):
     text = [c for c in columns if c in TEXT_COLUMNS or c.endswith("_token")]
     numeric = [c for c in columns if c not in text]
     df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values={c: [""] for c in numeric})
+    if "target_token" in df and "target_id" in df:  # no target: None, as to_pandas() had it (not "")
+        df["target_token"] = df["target_token"].where(df["target_id"] >= 0, None)
     for c in numeric:  # statistics are float32 in a result; CSV keeps their shortest float32 repr
         if df[c].dtype.kind == "f":
             df[c] = df[c].astype("float32")

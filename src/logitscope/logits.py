@@ -209,11 +209,20 @@ class LogitsResult:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the logits: ``.safetensors`` (with ids and metadata, see :meth:`load`) or ``.npy`` (the array)."""
+        from .atomic import atomic_file
+
         path = os.fspath(path)
+        if not path.endswith((".npy", ".safetensors")):
+            raise InputError(f"unknown file type for {path!r}: use .safetensors or .npy")
+        with atomic_file(path) as tmp:  # complete or not at all
+            self._write(os.fspath(tmp), path.endswith(".npy"))
+
+    def _write(self, path: str, npy: bool) -> None:
         logits = self.logits.detach().cpu().contiguous()
-        if path.endswith(".npy"):
-            np.save(path, logits.float().numpy())
-        elif path.endswith(".safetensors"):
+        if npy:
+            with open(path, "wb") as fh:  # a file object: np.save would add ".npy" to the temporary name
+                np.save(fh, logits.float().numpy())
+        else:
             from safetensors.torch import save_file
 
             tensors = {"logits": logits, "token_ids": torch.from_numpy(self.token_ids)}
@@ -224,8 +233,6 @@ class LogitsResult:
                     tensors[name] = torch.from_numpy(getattr(self, name))
             meta = {"tokens": self.tokens, "generated_text": self.generated_text, "meta": self.meta}
             save_file(tensors, path, metadata={"logitscope": json.dumps(meta)})
-        else:
-            raise InputError(f"unknown file type for {path!r}: use .safetensors or .npy")
 
     @classmethod
     def load(cls, path: str | os.PathLike, tokenizer=None) -> LogitsResult:

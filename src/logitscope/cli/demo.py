@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import clean_errors, load_scope
+from .common import TRUNCATE, check_out_dir, clean_errors, fail, load_scope
 
 
 def register(app: typer.Typer) -> None:
@@ -41,31 +41,38 @@ def demo(
     ),
     metric: str = typer.Option("entropy", "--metric", "-m", help="Heatmap colour: entropy|prob|target|rank|kl."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per cell."),
+    truncate: bool = TRUNCATE,
 ) -> None:
     """Run the logit lens on the bundled demo model (offline) and write heatmaps (PNG + HTML) and tables."""
     from rich.console import Console
 
+    from ..atomic import atomic_dir
+    from ..render.metrics import get_metric
     from ..render.text import label
     from .lens import print_tables
 
     console = Console()
+    metric = get_metric(metric).name
+    if prompt is not None and any(not p.strip() for p in prompt):
+        fail("--prompt is empty: give some text")
+    check_out_dir(out, "--out")
     items = [{"prompt": p, "target": None} for p in prompt] if prompt else demo_prompts()
     scope = load_scope("demo")
-    out.mkdir(parents=True, exist_ok=True)
-    results, written = [], []
-    for i, item in enumerate(items):
+    results = []
+    for item in items:  # every result first: an error leaves no files at all
         track = [item["target"]] if item.get("target") else None
-        res = scope.lens(item["prompt"], top_k=top_k, track=track)
-        results.append(res)
-        stem = out / f"lens_{i}"
-        for suffix in (".png", ".html"):
-            res.plot(stem.with_suffix(suffix), metric=metric)
-            written.append(stem.with_suffix(suffix))
-        res.save(stem.with_suffix(".csv"))
-        written.append(stem.with_suffix(".csv"))
-        if track:
-            res.plot_trajectory(-1, out / f"trajectory_{i}.png")
-            written.append(out / f"trajectory_{i}.png")
+        results.append(scope.lens(item["prompt"], top_k=top_k, track=track, truncate=truncate))
+    written = []
+    with atomic_dir(out) as tmp:  # all files appear together, or none
+        for i, (item, res) in enumerate(zip(items, results)):
+            names = [f"lens_{i}.png", f"lens_{i}.html", f"lens_{i}.csv"]
+            res.plot(tmp / names[0], metric=metric)
+            res.plot(tmp / names[1], metric=metric)
+            res.save(tmp / names[2])
+            if item.get("target"):
+                names.append(f"trajectory_{i}.png")
+                res.plot_trajectory(-1, tmp / names[3])
+            written += [out / name for name in names]
     print_tables(results, metric=metric, position=-1)
     console.rule("what the layers show")
     for item, res in zip(items, results):

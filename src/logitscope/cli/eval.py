@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import clean_errors, fail, status
+from .common import check_out_dir, clean_errors, fail, status
 
 
 def register(app: typer.Typer) -> None:
@@ -22,34 +22,43 @@ def register(app: typer.Typer) -> None:
 @clean_errors
 def eval_command(
     model: str = typer.Argument(..., help="Hub id, local directory or 'demo'."),
-    data: Path = typer.Option(..., "--data", help="A .txt file, a .jsonl file (a 'text' field per line), or a directory."),
+    data: str = typer.Option(..., "--data", help="A .txt/.jsonl/.json/.parquet/.arrow/.csv file, a folder of them, a save_to_disk folder, or hf:NAME[:CONFIG[:SPLIT]] (docs/eval.md)."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Stop after exactly this many scored tokens."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Tokens per window (default 1024, capped at the model's context)."),
     batch_size: str = typer.Option("auto", "--batch-size", help="Windows per forward pass, or 'auto' (from free memory)."),
     out: Path = typer.Option(Path("logitscope-eval"), "--out", help="Output directory."),
     ci: str = typer.Option("bootstrap", "--ci", help="Confidence intervals: 'bootstrap' (over windows) or 'stderr'."),
-    confidence: float = typer.Option(0.95, "--confidence", min=0, max=1, clamp=False, help="Confidence level of the intervals, between 0 and 1."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Confidence level of the intervals, strictly between 0 and 1."),
     n_boot: int = typer.Option(1000, "--n-boot", min=1, help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-    text_field: str = typer.Option("text", "--text-field", help="JSON key of the document text in JSONL files."),
+    text_field: str = typer.Option("text", "--text-field", help="Key (JSON) or column (Parquet, CSV, datasets) of the document text."),
+    encoding_errors: str = typer.Option("strict", "--encoding-errors", help="'strict': a byte that is not UTF-8 is an error naming the file and line; 'replace': replace it with U+FFFD."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps ... (torchrun: cuda:LOCAL_RANK)."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
     device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a large model over devices (accelerate; one process)."),
-    backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend [default: nccl with CUDA, else gloo]."),
+    backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend under torchrun: nccl or gloo (default: nccl with CUDA, else gloo)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write curves.png and curves.html."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
+    tuned: str | None = typer.Option(None, "--tuned", help="Also evaluate a tuned lens (a tuned-lens folder, or 'demo'), side by side."),
 ) -> None:  # fmt: skip
     """Evaluate MODEL on a corpus: per-layer curves averaged over every token."""
-    from ..data import Corpus
+    from ..corpus import Corpus
     from ..distributed import init_from_env, model_device, shutdown
+    from ..loading import check_device_map
 
     if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
         fail("--batch-size must be a positive integer or 'auto'")
     if not 0 < confidence < 1:
-        fail(f"--confidence must be between 0 and 1 (exclusive), not {confidence}")
+        fail(f"--confidence must be strictly between 0 and 1, not {confidence}")
     if ci not in ("bootstrap", "stderr"):
         fail("--ci must be 'bootstrap' or 'stderr'")
-    corpus = Corpus(data, text_field=text_field)
+    if encoding_errors not in ("strict", "replace"):
+        fail("--encoding-errors must be 'strict' or 'replace'")
+    if backend not in (None, "nccl", "gloo", "mpi", "ucc"):
+        fail(f"unknown --backend {backend!r}; use nccl or gloo")
+    check_device_map(device_map)
+    check_out_dir(out, "--out")  # before the run, not after it
+    corpus = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
     ctx = init_from_env(backend)
     try:
         if ctx.enabled and device_map is not None:
@@ -64,6 +73,11 @@ def eval_command(
                 device_map=device_map,
                 trust_remote_code=trust_remote_code,
             )
+        lens = None
+        if tuned is not None:  # read and checked against the model before the run
+            from ..tuned import TunedLens
+
+            lens = TunedLens.load(tuned, scope=scope)
         with _progress_bar(enabled=ctx.is_main) as progress:
             result = scope.evaluate(
                 corpus,
@@ -76,25 +90,50 @@ def eval_command(
                 seed=seed,
                 dist=ctx,
                 progress=progress,
+                tuned=lens,
             )
         if ctx.is_main:
-            result.meta["data"] = str(data)
+            result.meta["data"] = data
             paths = result.save(out, plots=plots)
-            _print_summary(result, paths)
+            if lens is None:
+                _print_summary(result, paths)
+            else:
+                from ..tuned.compare import print_comparison
+
+                print_comparison(result, paths)
     finally:
         shutdown(ctx)
 
 
 class _progress_bar:
-    """A rich progress bar on stderr (tokens, tokens/s, ETA); yields the ``progress`` callback."""
+    """A rich progress bar on stderr (tokens, tokens/s, ETA); yields the ``progress`` callback.
+
+    The bar appears with the first scored batch (an error before that shows no empty bar), and
+    its rate is tokens over wall time since the run began, the figure ``metrics.json`` reports.
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.bar = None
+        self.task = None
 
     def __enter__(self):
         if not self.enabled:
             return None
+        import time
+
+        t0 = time.perf_counter()
+
+        def update(done: int, total: float | None) -> None:
+            if self.bar is None:
+                self._start()
+            elapsed = time.perf_counter() - t0
+            rate = f"{done / elapsed:,.0f} tok/s" if elapsed > 0 else ""
+            self.bar.update(self.task, completed=done, total=max(total, done) if total else None, rate=rate)
+
+        return update
+
+    def _start(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -110,14 +149,7 @@ class _progress_bar:
             transient=False,
         )
         self.bar.start()
-        task = self.bar.add_task("eval", total=None, rate="")
-
-        def update(done: int, total: float | None) -> None:
-            speed = self.bar.tasks[0].speed
-            rate = f"{speed:,.0f} tok/s" if speed else ""
-            self.bar.update(task, completed=done, total=max(total, done) if total else None, rate=rate)
-
-        return update
+        self.task = self.bar.add_task("eval", total=None, rate="")
 
     def __exit__(self, *exc):
         if self.bar is not None:
@@ -128,6 +160,11 @@ class _progress_bar:
         return False
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 window"``, ``"2 windows"`` (with thousands separators)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _print_summary(result, paths: dict) -> None:
     """A per-layer table on stdout (CI of the cross-entropy; all CIs are in metrics.json) and the files."""
     from rich import box
@@ -136,7 +173,7 @@ def _print_summary(result, paths: dict) -> None:
 
     level = int(round(100 * result.meta.get("confidence", 0.95)))
     table = Table(
-        title=f"{result.meta.get('model')}: {result.n_tokens:,} tokens, {result.n_windows:,} windows",
+        title=f"{result.meta.get('model')}: {plural(result.n_tokens, 'token')}, {plural(result.n_windows, 'window')}",
         caption=f"nats; ± = {level}% CI of CE ({result.meta.get('ci')}); KL to final; top-1 accuracy; "
         "agree = top-1 equals the final layer's",
         box=box.SIMPLE_HEAD,

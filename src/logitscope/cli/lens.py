@@ -8,7 +8,18 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope, stdout_is_terminal
+from .common import (
+    DEVICE,
+    DTYPE,
+    MODEL,
+    TRUNCATE,
+    TRUST_REMOTE_CODE,
+    check_out_file,
+    clean_errors,
+    fail,
+    load_scope,
+    stdout_is_terminal,
+)
 
 FORMATS = ("table", "json", "csv", "parquet")
 METRICS = ("entropy", "prob", "target", "rank", "kl")
@@ -44,14 +55,33 @@ def parse_layers(spec: str | None) -> list[int | str] | None:
     return out
 
 
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of the non-blank lines of a UTF-8 file; a bad byte is an error naming its line."""
+    from ..errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"--input-file {str(path)!r}: {'is a directory' if path.is_dir() else 'no such file'}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise InputError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset {err.start}); "
+            "convert the file to UTF-8"
+        ) from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def read_inputs(path: Path) -> list[tuple[str, str | None]]:
     """(text, target) pairs from a file of lines, or of JSON Lines ``{"text": ..., "target": ...}``."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    numbered_lines = read_lines(path)
+    lines = [line for _, line in numbered_lines]
     as_json = path.suffix.lower() in (".jsonl", ".ndjson") or (lines and all(s.lstrip().startswith("{") for s in lines))
     if not as_json:
         return [(line, None) for line in lines]
     out = []
-    for n, line in enumerate(lines, 1):
+    for n, line in numbered_lines:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as err:
@@ -97,13 +127,16 @@ def lens(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the result here instead of stdout."),
     plot: Path | None = typer.Option(None, "--plot", help="Also draw a heatmap: .png, .svg, .pdf or .html."),
     trajectory: Path | None = typer.Option(None, "--trajectory", help="Also plot the --track tokens across layers."),
-    position: int = typer.Option(-1, "--position", help="Position of the --trajectory plot and the tracked table."),
+    position: int | None = typer.Option(
+        None, "--position", help="Position of the --trajectory plot and the tracked-token table (default: the last)."
+    ),
     input_file: Path | None = typer.Option(None, "--input-file", help="Texts, one per line, or JSONL with 'text'."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
-    truncate: bool = typer.Option(False, "--truncate", help="Cut over-long inputs to the context length."),
+    truncate: bool = TRUNCATE,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    tuned: str | None = typer.Option(None, "--tuned", help="Use a tuned lens: a tuned-lens folder, or 'demo'."),
 ) -> None:
     """Show what MODEL predicts at every layer and position of TEXT."""
     from ..render.metrics import get_metric
@@ -115,25 +148,55 @@ def lens(
     if not items:
         fail(f"{input_file} has no texts")
     fmt = pick_format(fmt, out)
-    if fmt == "parquet" and out is None:
-        fail("--format parquet writes a binary file: give --out FILE.parquet")
-    for flag, path in (("--plot", plot), ("--trajectory", trajectory)):
-        if path is not None and path.suffix.lower() not in PLOT_SUFFIXES:
-            fail(f"{flag} {path}: the suffix must be .png, .svg, .pdf or .html")
+    check_options(fmt, out, plot, trajectory, position, track)
     layer_list = parse_layers(layers)
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
+    if tuned is not None:  # read and checked once, applied to every batch
+        from ..tuned import TunedLens
+
+        kwargs["tuned"] = TunedLens.load(tuned, scope=scope)
     results = run_all(scope, items, target, batch_size=batch_size, **kwargs)
+    position = -1 if position is None else position
     if trajectory is not None or (fmt == "table" and track):  # --position is used: check it before writing
         for res in results:
             check_position(position, res.n_positions)
-    write_results(results, fmt, out, metric=metric, position=position, many=input_file is not None)
+    write_all(results, fmt, out, plot, trajectory, metric=metric, position=position, many=input_file is not None)
+
+
+def check_options(fmt: str, out: Path | None, plot, trajectory, position, track) -> None:
+    """Every option combination and output destination, checked before the model is even loaded."""
+    if fmt == "parquet" and out is None:
+        fail("--format parquet writes a binary file: give --out FILE.parquet")
+    if fmt == "table" and out is not None:
+        fail("--format table prints to the terminal; use json, csv or parquet with --out")
+    for flag, path in (("--plot", plot), ("--trajectory", trajectory)):
+        if path is not None and path.suffix.lower() not in PLOT_SUFFIXES:
+            fail(f"{flag} {path}: the suffix must be .png, .svg, .pdf or .html")
+    if trajectory is not None and not track:
+        fail("--trajectory plots the --track tokens across layers: add --track TOKEN")
+    if position is not None and trajectory is None and not (fmt == "table" and track):
+        fail("--position picks the position of --trajectory or of the table's --track tokens; it does nothing here")
+    for flag, path in (("--out", out), ("--plot", plot), ("--trajectory", trajectory)):
+        check_out_file(path, flag)
+
+
+def write_all(results: list, fmt: str, out, plot, trajectory, *, metric: str, position: int, many: bool) -> None:
+    """Write every output all or nothing: each file is rendered to a temporary name first, and all are
+    moved into place together once everything (stdout included) has been written."""
+    from contextlib import ExitStack
+
+    from ..atomic import atomic_file
+
     n = len(results)
-    for i, res in enumerate(results):
-        if plot is not None:
-            res.plot(numbered(plot, i, n), metric=metric)
-        if trajectory is not None:
-            res.plot_trajectory(position, numbered(trajectory, i, n))
+    with ExitStack() as stack:
+        for i, res in enumerate(results):
+            if plot is not None:
+                res.plot(stack.enter_context(atomic_file(numbered(plot, i, n))), metric=metric)
+            if trajectory is not None:
+                res.plot_trajectory(position, stack.enter_context(atomic_file(numbered(trajectory, i, n))))
+        target = stack.enter_context(atomic_file(out)) if out is not None else None
+        write_results(results, fmt, target, metric=metric, position=position, many=many)
 
 
 def run_all(scope, items: list[tuple[str, str | None]], target: str | None, *, batch_size: int, **kwargs) -> list:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope
+from .common import DEVICE, DTYPE, MODEL, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
 
 FORMATS = ("table", "json")
 # What each row's target is, by kind (the column header of the table).
@@ -35,14 +35,21 @@ def logits(
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Top tokens shown per position."),
     save: Path | None = typer.Option(None, "--save", help="Also write the full logits: .safetensors or .npy."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json (schema: docs/logits_embeddings.md)."),
+    truncate: bool = TRUNCATE,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
 ) -> None:
     """Show the top tokens MODEL predicts at every position of TEXT (masked LMs: at each [MASK])."""
     check_format(fmt)
+    if save is not None:
+        if not save.name.endswith((".safetensors", ".npy")):
+            fail(f"--save {save}: the suffix must be .safetensors or .npy")
+        check_out_file(save, "--save")
+    if generate is not None and target is not None:
+        fail("give --target or --generate, not both")
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    out = scope.logits(text, target=target, generate=generate)
+    out = scope.logits(text, target=target, generate=generate, truncate=truncate)
     if save is not None:
         out.save(save)
         typer.echo(f"saved logits {tuple(out.logits.shape)} to {save}", err=True)

@@ -130,17 +130,26 @@ class EvalResult:
         return frame
 
     def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``curves.html``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"metrics": out / "metrics.json", "per_window": out / "per_window.parquet"}
-        paths["metrics"].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        self.windows_frame().to_parquet(paths["per_window"], index=False)
+        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``curves.html``.
+
+        All or nothing: the files are written into a temporary folder beside ``out_dir`` and moved
+        into place only when every one is complete (see :func:`logitscope.atomic.atomic_dir`), so
+        an interrupted save leaves no partial set. ``out_dir`` may exist (its other files stay);
+        an existing file there is an ``OutputError``, raised before anything is written.
+        """
+        from ..atomic import atomic_dir, check_dir_dest
+
+        out = check_dir_dest(out_dir)
+        names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
         if plots:
-            paths["png"], paths["html"] = out / "curves.png", out / "curves.html"
-            self.plot().savefig(paths["png"], dpi=120, bbox_inches="tight")
-            self.plot_html().write_html(paths["html"], include_plotlyjs=True)
-        return paths
+            names.update(png="curves.png", html="curves.html")
+        with atomic_dir(out) as tmp:
+            (tmp / names["metrics"]).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            self.windows_frame().to_parquet(tmp / names["per_window"], index=False)
+            if plots:
+                self.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
+                self.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
+        return {key: out / name for key, name in names.items()}
 
     def plot(self):
         """A matplotlib Figure of the four per-layer curves with CI bands."""
@@ -155,7 +164,8 @@ class EvalResult:
         return curves_html(self)
 
     def _title(self) -> str:
-        return f"{self.meta.get('model', 'model')}: {self.n_tokens:,} tokens, {self.n_windows:,} windows"
+        n, w = self.n_tokens, self.n_windows
+        return f"{self.meta.get('model', 'model')}: {n:,} token{'s' * (n != 1)}, {w:,} window{'s' * (w != 1)}"
 
     def __repr__(self) -> str:
         return (

@@ -31,21 +31,28 @@ def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entrop
 
     Args:
         result: a :class:`~logitscope.result.LensResult`.
-        path: file to write; its suffix picks the renderer. ``None`` returns the matplotlib
-            figure without saving.
+        path: file to write (atomically: complete or not at all); its suffix picks the
+            renderer. ``None`` returns the matplotlib figure without saving.
         metric: ``entropy``, ``prob``, ``target``, ``rank`` or ``kl`` (see :mod:`.metrics`).
         **kwargs: passed to :func:`.heatmap.heatmap` or :func:`.interactive.heatmap_html`.
 
     Returns:
         The matplotlib ``Figure``, or the plotly ``Figure`` for ``.html``.
     """
-    if path is not None and Path(path).suffix.lower() in (".html", ".htm"):
-        from .interactive import heatmap_html
+    if path is None:
+        from .heatmap import heatmap
 
-        return heatmap_html(result, path, metric=metric, **kwargs)
-    from .heatmap import heatmap
+        return heatmap(result, None, metric=metric, **kwargs)
+    from ..atomic import atomic_file
 
-    return heatmap(result, path, metric=metric, **kwargs)
+    with atomic_file(path) as tmp:  # the file appears complete or not at all
+        if Path(path).suffix.lower() in (".html", ".htm"):
+            from .interactive import heatmap_html
+
+            return heatmap_html(result, tmp, metric=metric, **kwargs)
+        from .heatmap import heatmap
+
+        return heatmap(result, tmp, metric=metric, **kwargs)
 
 
 def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None = None, **kwargs):
@@ -55,7 +62,12 @@ def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None =
     """
     from .trajectory import trajectory
 
-    return trajectory(result, position, path, **kwargs)
+    if path is None:
+        return trajectory(result, position, None, **kwargs)
+    from ..atomic import atomic_file
+
+    with atomic_file(path) as tmp:  # the file appears complete or not at all
+        return trajectory(result, position, tmp, **kwargs)
 
 
 def notebook_html(result, **kwargs) -> str:

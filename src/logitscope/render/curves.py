@@ -11,7 +11,8 @@ PANELS = [  # (title, [(label, metric)]) of the four plot panels
 
 
 def _title(res) -> str:
-    return f"{res.meta.get('model', 'model')}: {res.n_tokens:,} tokens, {res.n_windows:,} windows"
+    n, w = res.n_tokens, res.n_windows
+    return f"{res.meta.get('model', 'model')}: {n:,} token{'s' * (n != 1)}, {w:,} window{'s' * (w != 1)}"
 
 
 def curves_figure(res):

@@ -10,9 +10,12 @@ from importlib import import_module
 
 import typer
 
+from .common import OneLineErrors
+
 COMMANDS = ["demo", "lens", "logits", "embed", "info", "eval", "serve", "attribute"]  # modules under logitscope.cli, in help order
 
 app = typer.Typer(
+    cls=OneLineErrors,  # usage errors are one "error:" line too
     name="logitscope",
     help="See what a language model predicts at every layer and position.",
     no_args_is_help=True,

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from functools import wraps
 
 import typer
+from typer.core import TyperGroup
 
 # Options shared by every command that loads a model (typer reads these as defaults).
 MODEL = typer.Argument(..., help="Hub id, local directory, or 'demo'.")
@@ -117,3 +118,27 @@ def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_r
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+class OneLineErrors(TyperGroup):
+    """The CLI's group: a usage error (unknown option, a value of the wrong type) is one ``error:``
+    line and exit code 2, like every other bad input, instead of click's boxed usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as err:  # click's classes, matched by name: typer may vendor its own click
+            kinds = {c.__name__ for c in type(err).__mro__}
+            if "Abort" in kinds:
+                typer.echo("Aborted!", err=True)
+                sys.exit(1)
+            if "ClickException" not in kinds:
+                raise
+            if "NoArgsIsHelpError" not in kinds:  # that one has printed the help already
+                ctx = getattr(err, "ctx", None)
+                hint = f" (see '{ctx.command_path} --help')" if "UsageError" in kinds and ctx is not None else ""
+                typer.echo(f"error: {err.format_message()}{hint}", err=True)
+            sys.exit(err.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)

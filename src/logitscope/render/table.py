@@ -50,6 +50,7 @@ def lens_tables(result, *, metric: str = "entropy", width: int = 100, max_chars:
     m = get_metric(metric)
     values = metric_values(result, m)
     bg, fg = cell_colors(values, m)
+    defined = np.isfinite(values)
     bold = top1_matches_target(result)
     P = result.n_positions
     top = [[label(result.token(t), max_chars) for t in row] for row in result.top_ids[:, :, 0]]
@@ -73,8 +74,12 @@ def lens_tables(result, *, metric: str = "entropy", width: int = 100, max_chars:
                 end_section=True,
             )
         for r in range(result.n_streams - 1, -1, -1):
-            cells = [
-                Text(top[r][p], style=f"{'bold ' if bold[r, p] else ''}{fg[r, p]} on {bg[r, p]}", justify="center")
+            cells = [  # n/a (NaN) cells keep the terminal's own background: no colour of the scale means n/a
+                Text(
+                    top[r][p],
+                    style=f"{'bold ' if bold[r, p] else ''}{fg[r, p]} on {bg[r, p]}" if defined[r, p] else "dim italic",
+                    justify="center",
+                )
                 for p in cols
             ]
             table.add_row(result.layer_names[r], *cells)
@@ -94,5 +99,7 @@ def legend(result, metric: str = "entropy"):
     text = Text(f"colour: {m.label}  {lo:.3g} ")
     for t in np.linspace(0, 1, 12):
         text.append("\u2588", style=to_hex(cmap(t)))
-    text.append(f" {hi:.3g}{' (log)' if m.log else ''}  \u00b7 bold: top-1 = target \u00b7 grey: n/a")
+    text.append(f" {hi:.3g}{' (log)' if m.log else ''}  \u00b7 bold: top-1 = target \u00b7 ")
+    text.append("dim italic, uncoloured", style="dim italic")
+    text.append(": n/a")
     return text

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "loading",
     "Scope": "scope",
+    "compare": "diff",
     "LensResult": "result",
     "LogitscopeError": "errors",
     "ModelNotFoundError": "errors",

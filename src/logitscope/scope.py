@@ -203,6 +203,18 @@ class Scope:
 
         return run_attribute(self, inputs, target=target, truncate=truncate)
 
+    def compare(self, other=None, inputs=None, *, against=None, top_k: int = 5, truncate: bool = False):
+        """Lens diff: this model (A) against ``other`` (B) on ``inputs``, or ``inputs`` against a
+        second prompt ``against=`` on this model. See :func:`logitscope.diff.compare`.
+
+        Returns:
+            :class:`~logitscope.diff_result.DiffResult`: per row and position KL(A ‖ B), top-1
+            agreement and each side's top-k; rows aligned by fraction of depth when depths differ.
+        """
+        from .diff import compare
+
+        return compare(self, other, inputs, against=against, top_k=top_k, truncate=truncate)
+
     def info(self):
         """Architecture, size, layers, d_model, vocab, tied embeddings, head modules, dtype, device."""
         from .embeddings import model_info

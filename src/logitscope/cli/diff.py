@@ -1,0 +1,83 @@
+"""``logitscope diff``: lens diff of two models on a text, or of one model on two prompts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from .common import DEVICE, DTYPE, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
+
+FORMATS = ("table", "json", "csv", "parquet")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``diff`` command to the CLI."""
+    app.command("diff")(diff)
+
+
+@clean_errors
+def diff(
+    args: list[str] = typer.Argument(..., help="MODEL_A MODEL_B TEXT, or MODEL TEXT with --against."),
+    against: str | None = typer.Option(None, "--against", help="Second prompt: compare the last positions."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per side and cell."),
+    fmt: str | None = typer.Option(None, "--format", "-f", help="table|json|csv|parquet (default: table, or --out's)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write json/csv/parquet here instead of stdout."),
+    plot: Path | None = typer.Option(None, "--plot", help="Heatmap: .png, .svg, .pdf or .html."),
+    metric: str = typer.Option("delta", "--metric", "-m", help="Plot colour: delta (diverging) or kl."),
+    truncate: bool = TRUNCATE,
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    trust_remote_code: bool = TRUST_REMOTE_CODE,
+) -> None:
+    """Where two models (A, B) part ways on TEXT, layer by layer: KL(A ‖ B), top-1 agreement, top-k.
+
+    Rows are A's layers; when depths differ B's row is matched by fraction of depth.
+    """
+    want = 2 if against is not None else 3
+    if len(args) != want:
+        usage = "MODEL TEXT --against OTHER" if against is not None else "MODEL_A MODEL_B TEXT"
+        fail(f"expected {usage} ({want} arguments), got {len(args)}")
+    fmt = fmt or (out.suffix.lower().lstrip(".") if out is not None else "table")
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "table" and out is not None:
+        fail("--format table prints to the terminal; use json, csv or parquet with --out")
+    if fmt == "parquet" and out is None:
+        fail("--format parquet writes a binary file: give --out FILE.parquet")
+    if out is not None and fmt != "table" and out.suffix.lower() != f".{fmt}":
+        fail(f"--out {out}: use the suffix .{fmt} for --format {fmt}")
+    if metric not in ("delta", "kl"):
+        fail(f"unknown --metric {metric!r}; use delta or kl")
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        fail(f"--plot {plot}: the suffix must be .png, .svg, .pdf or .html")
+    for flag, path in (("--out", out), ("--plot", plot)):
+        check_out_file(path, flag)
+    load = lambda name: load_scope(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)  # noqa: E731
+    a = load(args[0])
+    b = load(args[1]) if against is None else None
+    res = a.compare(b, args[-1], against=against, top_k=top_k, truncate=truncate)
+    if fmt == "table":
+        from rich.console import Console
+
+        from ..render.diff import diff_tables
+
+        console = Console()
+        for table in diff_tables(res, width=console.width):
+            console.print(table)
+        per = res.per_layer()
+        console.print(
+            "mean KL(A \u2016 B) by layer: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(res.layer_names, per["kl"]))
+        )
+    elif out is None:
+        if fmt == "json":
+            sys.stdout.write(json.dumps(res.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            res.to_pandas().to_csv(sys.stdout, index=False)
+    else:
+        res.save(out)
+    if plot is not None:
+        res.plot(plot, metric=metric)

@@ -1,0 +1,150 @@
+"""Render a :class:`~logitscope.diff_result.DiffResult`: heatmap (matplotlib or plotly) and terminal table.
+
+Rows are A's streams (embeddings at the bottom), columns positions. ``metric="delta"`` colours a
+cell by log p_B(t) - log p_A(t) for A's top-1 token t on a diverging scale (blue: B believes A's
+answer less; red: more); ``metric="kl"`` by KL(A ‖ B). Each cell shows A's top-1 token, and B's
+beneath it where the two disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .table import position_pages
+from .text import label
+
+METRICS = {"delta": "log p_B - log p_A of A's top-1", "kl": "KL(A \u2016 B), nats"}
+
+
+def _check(metric: str) -> None:
+    if metric not in METRICS:
+        from ..errors import InputError
+
+        raise InputError(f"unknown diff metric {metric!r}; use one of {', '.join(METRICS)}")
+
+
+def _row_labels(result) -> list[str]:
+    same = result.layer_names == result.b_layer_names
+    return (
+        list(result.layer_names) if same else [f"{a} | {b}" for a, b in zip(result.layer_names, result.b_layer_names)]
+    )
+
+
+def _col_labels(result, chars: int = 8) -> list[str]:
+    if result.meta.get("mode") == "prompts":
+        return [f"A {label(result.tokens[0], chars)} | B {label(result.b_tokens[0], chars)}"]
+    return [label(t, chars) for t in result.tokens]
+
+
+def _title(result, metric: str) -> str:
+    m = result.meta
+    if m.get("mode") == "prompts":
+        return f"{m.get('model_a')}: last position of two prompts, {METRICS[metric]}"
+    return f"A = {m.get('model_a')}, B = {m.get('model_b')}: {METRICS[metric]}"
+
+
+def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "delta", dpi: int = 120):
+    """Heatmap of a diff; ``.png``/``.svg``/``.pdf`` (matplotlib) or ``.html`` (plotly), written atomically.
+
+    Returns:
+        The matplotlib ``Figure`` (a plotly ``Figure`` for ``.html``).
+    """
+    _check(metric)
+    values = result.delta if metric == "delta" else result.kl
+    if path is not None and Path(path).suffix.lower() in (".html", ".htm"):
+        return _html(result, values, metric, path)
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    S, P = values.shape
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 1.0
+    top = top or 1.0
+    norm = TwoSlopeNorm(0.0, -top, top) if metric == "delta" else Normalize(0.0, top)
+    cmap = "RdBu_r" if metric == "delta" else "magma_r"
+    fig = Figure(figsize=(max(4.0, 2.0 + 0.62 * P), max(2.5, 1.2 + 0.3 * S)), dpi=dpi, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto", origin="lower")
+    agree = result.top1_agree
+    for r in range(S):
+        for p in range(P):
+            text = label(result.token(result.a_top_ids[r, p, 0]), 7)
+            if not agree[r, p]:
+                text += "\n" + label(result.token(result.b_top_ids[r, p, 0]), 7)
+            shade = norm(values[r, p]) if np.isfinite(values[r, p]) else 0.5
+            dark = abs(shade - 0.5) > 0.3 if metric == "delta" else shade > 0.6
+            ax.text(p, r, text, ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
+    ax.set_yticks(range(S), _row_labels(result), fontsize=7)
+    ax.set_xticks(range(P), _col_labels(result), rotation=90 if P > 1 else 0, fontsize=7)
+    ax.set_ylabel("layer (A | B)" if _row_labels(result) != result.layer_names else "layer")
+    ax.set_title(_title(result, metric), fontsize=9, loc="left")
+    fig.colorbar(image, ax=ax, label=METRICS[metric], shrink=0.8)
+    if path is not None:
+        from ..atomic import atomic_file
+
+        with atomic_file(path) as tmp:
+            fig.savefig(os.fspath(tmp), dpi=dpi, bbox_inches="tight", facecolor="white")
+    return fig
+
+
+def _html(result, values, metric, path):
+    import plotly.graph_objects as go
+
+    S, P = values.shape
+    hover = [
+        [
+            f"A {result.layer_names[r]}: {label(result.token(result.a_top_ids[r, p, 0]))} "
+            f"{result.a_top_probs[r, p, 0]:.3f}<br>B {result.b_layer_names[r]}: "
+            f"{label(result.token(result.b_top_ids[r, p, 0]))} {result.b_top_probs[r, p, 0]:.3f}<br>"
+            f"KL {result.kl[r, p]:.4f}, delta {result.delta[r, p]:+.3f}"
+            for p in range(P)
+        ]
+        for r in range(S)
+    ]
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 1.0
+    trace = dict(z=values.tolist(), x=_col_labels(result, 12), y=_row_labels(result), text=hover, hoverinfo="text")
+    if metric == "delta":
+        trace.update(zmid=0, zmin=-top, zmax=top, colorscale="RdBu", reversescale=True)
+    else:
+        trace.update(zmin=0, colorscale="Magma", reversescale=True)
+    fig = go.Figure(go.Heatmap(**trace))
+    fig.update_layout(title=_title(result, metric), template="simple_white", xaxis={"type": "category"})
+    from ..atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.write_html(os.fspath(tmp), include_plotlyjs=True, full_html=True)
+    return fig
+
+
+def diff_tables(result, *, width: int = 100, max_chars: int = 8) -> list:
+    """rich ``Table`` objects (final row first), one per page of positions: KL, then A's / B's top-1."""
+    from rich.table import Table
+    from rich.text import Text
+
+    S, P = result.kl.shape
+    cols = _col_labels(result, max_chars)
+    widths = [max(len(c), 2 * max_chars + 1, 7) for c in cols]
+    rows = _row_labels(result)
+    first = max(len(r) for r in rows) + 3
+    tables = []
+    for page in position_pages(widths, max(20, width - first)):
+        table = Table(title=_title(result, "kl"), title_justify="left", show_lines=False)
+        table.add_column("layer", justify="right")
+        for p in page:
+            table.add_column(Text(cols[p]), justify="center")
+        for r in range(S - 1, -1, -1):
+            cells = []
+            for p in page:
+                a = label(result.token(result.a_top_ids[r, p, 0]), max_chars)
+                b = label(result.token(result.b_top_ids[r, p, 0]), max_chars)
+                agree = bool(result.top1_agree[r, p])
+                cell = Text(f"{result.kl[r, p]:.3f}\n", style="bold" if result.kl[r, p] > 0.5 else "")
+                cell.append(a if agree else f"{a}/{b}", style="green" if agree else "red")
+                cells.append(cell)
+            table.add_row(rows[r], *cells)
+        tables.append(table)
+    return tables

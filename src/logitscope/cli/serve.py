@@ -75,7 +75,10 @@ def serve(
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3))
     if open_browser:
         _open_when_up(server, url)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; the shutdown already happened
+        pass
     typer.echo("logitscope serve: stopped", err=True)
 
 

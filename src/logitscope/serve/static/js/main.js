@@ -135,6 +135,8 @@ async function runLens() {
     else { lens[s] = null; $(`grid-${s}`).innerHTML = ""; showError(`error-${s}`, r.reason); }
   });
   if (!state.compare) lens.b = null;
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed && rejectPin(failed.reason)) return;
   renderPins();
   drawGrids();
   restoreCell();
@@ -227,10 +229,24 @@ async function runCompare() {
   }
 }
 
+// A pin the server refused (not one token, unknown id) is taken back, with its message.
+function rejectPin(err) {
+  if (!pinAdded || !/track|vocabulary/.test(err.message)) return false;
+  state.pins = state.pins.filter((p) => p !== pinAdded);
+  pinAdded = null;
+  toast(err.message);
+  save();
+  renderPins();
+  runLens();
+  return true;
+}
+
+let pinAdded = null;
 function addPin(pin) {
   if (state.pins.includes(pin)) return;
   if (state.pins.length >= meta.limits.max_track) { toast(`at most ${meta.limits.max_track} pinned tokens`); return; }
   state.pins.push(pin);
+  pinAdded = pin;
   save();
   renderPins();
   runLens();

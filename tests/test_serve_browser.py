@@ -1,0 +1,281 @@
+"""``logitscope serve`` in a real browser: Debian's chromium driven headless by Playwright.
+
+One live server (the CLI itself, in a subprocess, on a free port) serves two tiny GPT-2s that share
+a tokenizer (3 and 5 blocks). The page is checked against ``scope.lens`` of the same weights, loaded
+here. Skipped when /usr/bin/chromium is missing (``scripts/dev.sh`` installs it with apt-get).
+
+``LOGITSCOPE_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py -k docs`` re-makes the
+screenshots of docs/serve.md from the bundled demo model.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tiny
+
+from logitscope.render.text import visible
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+PROMPT = "The quick brown fox jumps over the lazy dog"
+PROMPT_B = "The cat sat on the mat; the dog sat on the log"
+SHOTS = Path(os.environ.get("LOGITSCOPE_SCREENSHOTS", "")) if os.environ.get("LOGITSCOPE_SCREENSHOTS") else None
+
+
+class Server:
+    """``logitscope serve MODELS --port 0`` in a subprocess; ``url`` once it is listening."""
+
+    def __init__(self, *models: str) -> None:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-m", "logitscope", "serve", *models, "--port", "0", "--device", "cpu"]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = None
+        while self.url is None:
+            line = self.lines.get(timeout=120)
+            match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+            if match:
+                self.url = match.group(1)
+            elif self.proc.poll() is not None:
+                raise RuntimeError("logitscope serve exited: " + "".join(self.log))
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line)
+            self.lines.put(line)
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve_models")
+    tiny.saved_gpt2(root / "tiny-a")
+    tiny.saved_gpt2(root / "tiny-b", n_layer=5, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs):
+    srv = Server(str(model_dirs / "tiny-a"), str(model_dirs / "tiny-b"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def scope(model_dirs):
+    import logitscope
+
+    return logitscope.load(str(model_dirs / "tiny-a"), device="cpu")
+
+
+def new_page(browser, errors: list[str]):
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.set_default_timeout(30_000)
+    return page
+
+
+def wait_grid(page, side: str, cols: int) -> None:
+    page.wait_for_function(
+        f"document.querySelector('#grid-{side} svg')?.dataset.cols === '{cols}'"
+        f" && !document.querySelector('#grid-{side}').classList.contains('stale')"
+    )
+
+
+def cell_fills(page, side: str = "a") -> dict[tuple[int, int], str]:
+    cells = page.eval_on_selector_all(
+        f"#grid-{side} g.cell",
+        "els => els.map(e => [+e.dataset.row, +e.dataset.pos, e.querySelector('rect').getAttribute('fill')])",
+    )
+    return {(r, p): fill for r, p, fill in cells}
+
+
+def test_grid_panel_metric_pin_compare_and_reload(server, browser, scope, tmp_path):
+    errors: list[str] = []
+    page = new_page(browser, errors)
+    page.goto(server.url)
+    page.wait_for_selector("#grid-a svg g.cell")
+
+    # type a prompt: the grid has layers x positions cells, each showing the lens's top-1
+    res = scope.lens(PROMPT, top_k=10)
+    S, P = res.n_streams, res.n_positions
+    page.fill("#text", PROMPT)
+    wait_grid(page, "a", P)
+    assert page.locator("#grid-a g.cell").count() == S * P
+    top1 = page.eval_on_selector_all(
+        "#grid-a g.cell", "els => els.map(e => [+e.dataset.row, +e.dataset.pos, +e.dataset.top1])"
+    )
+    grid = np.zeros((S, P), dtype=np.int64)
+    for r, p, t in top1:
+        grid[r, p] = t
+    np.testing.assert_array_equal(grid, res.top_ids[:, :, 0])
+
+    # click a cell: the panel's tokens and probabilities are scope.lens's for that cell
+    r, p = 1, 3
+    page.click(f'#grid-a g.cell[data-row="{r}"][data-pos="{p}"]')
+    page.wait_for_selector(f'#topk-list[data-layer="{r}"][data-pos="{p}"]')
+    rows = page.eval_on_selector_all("#topk-list .topk-row", "els => els.map(e => [e.dataset.token, +e.dataset.prob])")
+    assert [t for t, _ in rows] == res.top_tokens[r][p]
+    np.testing.assert_allclose([q for _, q in rows], res.top_probs[r, p], rtol=1e-6)
+    page.wait_for_function("[...document.querySelectorAll('#topk-list .delta')].every(d => d.textContent !== '\u2026')")
+    assert page.locator("#topk-list .delta.up, #topk-list .delta.down, #topk-list .delta.same").count() == 10
+    assert f"cell=a%3A{r}%3A{p}" in page.url
+
+    # switch metric: KL to final colours the output row uniformly (KL = 0 there)
+    before = cell_fills(page)
+    page.click('#metric button[data-metric="kl"]')
+    assert "active" in page.get_attribute('#metric button[data-metric="kl"]', "class")
+    assert "KL" in page.inner_text("#legend-a")
+    after = cell_fills(page)
+    assert after != before
+    assert len({after[(S - 1, q)] for q in range(P)}) == 1
+
+    # pin a token (from the panel, by id, and typed): trajectories appear, the lens tracks them
+    page.click("#topk-list .topk-row:nth-child(2) .pin-btn")
+    page.wait_for_function("document.querySelector('#traj-chart')?.dataset.pinned === '1'")
+    typed = next(w for w in (" the", " fox", " dog", "The") if len(scope.tokenizer(w)["input_ids"]) == 1)
+    page.fill("#pin-input", typed)
+    page.press("#pin-input", "Enter")
+    page.wait_for_function("document.querySelector('#traj-chart')?.dataset.pinned === '2'")
+    assert page.locator("#pins .chip").count() == 2
+    n_series = int(page.get_attribute("#traj-chart", "data-series"))
+    assert page.locator("#traj-chart .scatterlayer .trace").count() == n_series >= 2
+    page.click('#traj-mode button[data-v="rank"]')
+    page.wait_for_selector("#traj-chart .ytick")
+
+    # compare mode: a second prompt on the 5-block model; per-layer KL aligned by fraction of depth
+    page.check("#compare")
+    page.select_option("#model-b", "tiny-b")
+    page.fill("#text-b", PROMPT_B)
+    n_b = len(scope.tokenizer(PROMPT_B)["input_ids"])
+    wait_grid(page, "b", n_b)
+    page.wait_for_function("document.querySelector('#kl-chart')?.dataset.layers === '4'")
+    assert page.locator("#grid-b g.cell").count() == 6 * n_b
+    assert page.locator("#kl-chart .scatterlayer .trace").count() == 2
+    assert page.is_hidden("#error-kl")
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+    # reload from the copied URL: the same view comes back
+    url = page.url
+    state = {
+        "text": page.input_value("#text"),
+        "text_b": page.input_value("#text-b"),
+        "cell": (page.get_attribute("#topk-list", "data-layer"), page.get_attribute("#topk-list", "data-pos")),
+        "fills": cell_fills(page),
+        "fills_b": cell_fills(page, "b"),
+    }
+    page2 = new_page(browser, errors)
+    page2.goto(url)
+    wait_grid(page2, "a", P)
+    wait_grid(page2, "b", n_b)
+    page2.wait_for_function("document.querySelector('#traj-chart')?.dataset.pinned === '2'")
+    assert page2.input_value("#text") == state["text"] == PROMPT
+    assert page2.input_value("#text-b") == state["text_b"] == PROMPT_B
+    assert page2.is_checked("#compare") and page2.input_value("#model-b") == "tiny-b"
+    assert "active" in page2.get_attribute('#metric button[data-metric="kl"]', "class")
+    assert "active" in page2.get_attribute('#traj-mode button[data-v="rank"]', "class")
+    assert page2.locator("#pins .chip").count() == 2
+    assert (page2.get_attribute("#topk-list", "data-layer"), page2.get_attribute("#topk-list", "data-pos")) == state[
+        "cell"
+    ]
+    assert cell_fills(page2) == state["fills"] and cell_fills(page2, "b") == state["fills_b"]
+    page2.screenshot(path=str(tmp_path / "reloaded.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_refusals_show_a_message_not_a_traceback(server, browser):
+    errors: list[str] = []
+    page = new_page(browser, errors)
+    page.goto(server.url + "#q=hello")
+    page.wait_for_selector("#grid-a svg g.cell")
+    page.fill("#text", "x" * 4001)
+    page.wait_for_selector("#error-a:not([hidden])")
+    message = page.inner_text("#error-a")
+    assert "4000" in message and "Traceback" not in message
+    page.fill("#text", "hello again")
+    page.wait_for_selector("#error-a", state="hidden")
+    page.fill("#pin-input", " quick brown fox")
+    page.press("#pin-input", "Enter")
+    page.wait_for_selector("#toast:not([hidden])")
+    assert "one token" in page.inner_text("#toast")
+    page.wait_for_function("document.querySelectorAll('#pins .chip').length === 0")
+    page.wait_for_selector("#grid-a svg g.cell")
+    assert page.is_hidden("#error-a")
+
+
+def test_logits_and_embeddings_tabs(server, browser, scope):
+    errors: list[str] = []
+    page = new_page(browser, errors)
+    page.goto(server.url + "#t=logits&q=" + PROMPT.replace(" ", "+") + "&g=3")
+    page.wait_for_selector("#logits-table tr[data-row]")
+    out = scope.logits(PROMPT, generate=3)
+    assert page.locator("#logits-table tr[data-row]").count() == len(out.generated_ids)
+    assert out.generated_text in page.inner_text("#generated")
+    page.click(".tabs button[data-tab=embed]")
+    page.fill("#embed-query", " fox")
+    page.click("#embed-run")
+    page.wait_for_selector(".nn-card")
+    ids = scope.tokenizer(" fox", add_special_tokens=False)["input_ids"]  # each token is one query
+    near = scope.nearest(ids, k=12)
+    assert page.locator(".nn-card").count() == len(ids)
+    shown = page.eval_on_selector_all(".nn-card .nn-list li .tok", "els => els.map(e => e.textContent)")
+    assert shown == [visible(t) for n in near for t in n.tokens]
+    assert not errors, errors
+
+
+def test_ctrl_c_stops_the_server_cleanly(server):  # last test using the module's server
+    assert server.stop() == 0
+    assert any("stopped" in line for line in server.log)
+    assert not any("Traceback" in line for line in server.log), "".join(server.log)
+
+
+@pytest.mark.skipif(SHOTS is None, reason="set LOGITSCOPE_SCREENSHOTS=<dir> to re-make the docs screenshots")
+def test_docs_screenshots(browser):
+    srv = Server("demo")
+    try:
+        page = new_page(browser, [])
+        base = srv.url
+        lens_url = base + "#q=Blessed+be+the+LORD+God%2C+the+God+of&tg=+Israel&pin=%5B%22+Israel%22%5D&cell=a%3A5%3A8"
+        page.goto(lens_url)
+        page.wait_for_selector("#traj-chart .trace")
+        page.wait_for_timeout(800)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "serve_lens.png"), full_page=True)
+        page.goto("about:blank")
+        page.goto(base + "#q=And+God+said+unto+Moses%2C&qb=And+the+LORD+spake+unto+Moses%2C&cmp=1&c=prob")
+        page.wait_for_function("document.querySelector('#kl-chart')?.dataset.layers === '9'")
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "serve_compare.png"), full_page=True)
+    finally:
+        srv.stop()

@@ -139,3 +139,14 @@ def test_sublayers_with_tuned_lens_is_refused():
     scope = logitscope.Scope(tiny.build("llama"))
     with pytest.raises(InputError, match="sublayers=True"):
         scope.lens(SRC, sublayers=True, tuned=object())
+
+
+def test_cli_sublayers(tiny_lm_dir):
+    from typer.testing import CliRunner
+
+    from logitscope.cli import app
+
+    out = CliRunner().invoke(app, ["lens", str(tiny_lm_dir), "The quick brown fox", "--sublayers", "-f", "json"])
+    assert out.exit_code == 0, out.output
+    names = __import__("json").loads(out.stdout)["layer_names"]
+    assert names == ["embed", "1.attn", "1", "2.attn", "2", "3.attn", "3"]

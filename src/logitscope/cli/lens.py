@@ -137,6 +137,9 @@ def lens(
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     tuned: str | None = typer.Option(None, "--tuned", help="Use a tuned lens: a tuned-lens folder, or 'demo'."),
+    sublayers: bool = typer.Option(
+        False, "--sublayers", help="Add each block's stream after attention as a row 'L.attn' (docs/inside.md)."
+    ),
 ) -> None:
     """Show what MODEL predicts at every layer and position of TEXT."""
     from ..render.metrics import get_metric
@@ -152,6 +155,8 @@ def lens(
     layer_list = parse_layers(layers)
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
+    if sublayers:
+        kwargs["sublayers"] = True
     if tuned is not None:  # read and checked once, applied to every batch
         from ..tuned import TunedLens
 

@@ -2,15 +2,23 @@
 
 Nothing of shape (streams × positions × vocab) is ever held. For each chunk of positions the
 final row is projected first (its distribution is needed for KL), then the other streams in
-groups; every statistic comes from one ``(rows, vocab)`` float32 logits chunk, in buffers that
-are allocated once per call and reused (fresh multi-MB allocations page-fault on every chunk):
+groups; every statistic comes from one ``(rows, vocab)`` float32 logits chunk, in float32
+buffers (whatever ``torch.get_default_dtype()`` is) that are allocated once per call and reused
+(fresh multi-MB allocations page-fault on every chunk):
 
 * top-k of the logits ``z`` first: its top value is the row max ``m``; ``z' = z - m`` in place;
-* ``p = softmax(z')`` (one fused pass) and ``lse' = -log p[argmax]`` (since ``z'[argmax] = 0``);
-* entropy ``H = lse' - p · z'`` (a batched dot product, no ``p·log p`` temporary);
-* KL(final ‖ layer) ``= -H_f - p_f · z'_l + lse'_l``;
+* ``e = exp(z')`` and ``s = Σ e`` (torch's pairwise sum), ``lse' = log s`` (so ``p = e / s``);
+* entropy ``H = lse' - (Σ e·z') / s``;
+* KL(final ‖ layer) ``= lse'_l - lse'_f + (Σ e_f·(z'_f - z'_l)) / s_f``, i.e.
+  ``lse'_l - (Σ e_f·z'_l) / s_f - H_f``;
 * target/tracked log-probabilities ``z'_t - lse'`` and ranks: the count of strictly larger
   logits, a comparison into a reused mask and a word-wise popcount (:func:`_count_true`).
+
+Every sum over the vocabulary is an elementwise product into a reused buffer followed by
+``Tensor.sum``, whose pairwise (cascade) summation keeps the float32 rounding error near
+``log2(V)·eps`` of the sum. A ``bmm``/BLAS dot product (or the running sum inside a fused
+softmax) accumulates in a few float32 lanes and errs ~10× more at V = 32k–256k; see
+``docs/numerics.md`` and ``bench/bench_numerics.py``.
 """
 
 from __future__ import annotations
@@ -53,8 +61,8 @@ class _Buffers:
 
     def __init__(self, rows: int, vocab: int, device) -> None:
         width = -(-vocab // (8 * _LANE)) * (8 * _LANE)  # mask padded to whole popcount blocks
-        self.z = torch.empty(rows, vocab, device=device)
-        self.p = torch.empty(rows, vocab, device=device)
+        self.z = torch.empty(rows, vocab, dtype=torch.float32, device=device)
+        self.p = torch.empty(rows, vocab, dtype=torch.float32, device=device)
         self.mask = torch.zeros(rows, width, dtype=torch.bool, device=device)
         self.vocab = vocab
 
@@ -92,14 +100,19 @@ def _check_finite(out: dict, where: str) -> None:
         )
 
 
-def _reduce(z: torch.Tensor, p: torch.Tensor, buf: _Buffers, targets, track, top_k: int) -> dict:
-    """Statistics of one float32 logits chunk ``z`` (R, V); fills ``p`` with probabilities."""
+def _reduce(z: torch.Tensor, e: torch.Tensor, buf: _Buffers, targets, track, top_k: int, keep_e: bool) -> dict:
+    """Statistics of one float32 logits chunk ``z`` (R, V).
+
+    Fills ``e`` with ``exp(z')`` (unnormalised probabilities; ``p = e / s``). With ``keep_e``
+    (the final row, needed later for KL) the entropy's product is taken into ``z`` (which is
+    then spent); otherwise into ``e``, and ``z'`` stays intact for the caller's KL.
+    """
     top_vals, top_ids = z.topk(top_k, dim=-1)
     z.sub_(top_vals[:, :1])  # z' <= 0, max exactly 0
-    torch.softmax(z, dim=-1, out=p)
-    lse = -p.gather(1, top_ids[:, :1]).squeeze(1).log()  # log Σ exp z'
-    pz = torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).view(-1)  # Σ p·z'
-    out = {"entropy": lse - pz, "lse": lse, "top_ids": top_ids}
+    torch.exp(z, out=e)
+    s = e.sum(dim=-1)  # (R,) Σ exp z' >= 1, pairwise
+    lse = s.log()  # log Σ exp z'
+    out = {"lse": lse, "s": s, "top_ids": top_ids}
     out["top_probs"] = torch.exp(top_vals - top_vals[:, :1] - lse.unsqueeze(1))
     has = targets >= 0
     zt = z.gather(1, targets.clamp(min=0).unsqueeze(1))  # (R, 1)
@@ -109,6 +122,8 @@ def _reduce(z: torch.Tensor, p: torch.Tensor, buf: _Buffers, targets, track, top
         zk = z.index_select(1, track)  # (R, K)
         out["tracked_logprobs"] = (zk - lse.unsqueeze(1)).T  # (K, R)
         out["tracked_ranks"] = torch.stack([_rank(z, zk[:, i : i + 1], buf) for i in range(track.numel())])
+    ez = z.mul_(e) if keep_e else torch.mul(e, z, out=e)  # (R, V) e·z'
+    out["entropy"] = lse - ez.sum(dim=-1) / s
     return out
 
 
@@ -164,16 +179,16 @@ def stream_stats(
             vocab_size, device = probe.shape[-1], probe.device
         V = vocab_size
         buf = _Buffers(max(pos_step, pos_step * grp_step), V, device)
-        p_final = torch.empty(pos_step, V, device=device)
+        e_final = torch.empty(pos_step, V, dtype=torch.float32, device=device)  # exp z'_f
         targets, track = targets.to(device), track.to(device)
         for p0 in range(0, P, pos_step):
             p1 = min(P, p0 + pos_step)
             n = p1 - p0
             tgt = targets[p0:p1]
             z = unembed(streams[S - 1, p0:p1], out=buf.z[:n])  # (n, V)
-            out = _reduce(z, p_final[:n], buf, tgt, track, top_k)
+            out = _reduce(z, e_final[:n], buf, tgt, track, top_k, keep_e=True)
             _check_finite(out, f"final stream, positions {p0}..{p1 - 1}")
-            h_final = out["entropy"]
+            h_final, s_final = out["entropy"], out["s"]
             out["kl_to_final"] = torch.zeros_like(h_final)
             _store(res, out, slice(S - 1, S), p0, p1, n, 1)
             for g0 in range(0, n_other, grp_step):
@@ -181,9 +196,10 @@ def stream_stats(
                 g = g1 - g0
                 h = streams[g0:g1, p0:p1].transpose(0, 1).reshape(n * g, -1)  # position-major
                 z = unembed(h, out=buf.z[: n * g])  # (n*g, V)
-                out = _reduce(z, buf.p[: n * g], buf, tgt.repeat_interleave(g), track, top_k)
+                out = _reduce(z, buf.p[: n * g], buf, tgt.repeat_interleave(g), track, top_k, keep_e=False)
                 _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {p0}..{p1 - 1}")
-                pz = torch.bmm(z.view(n, g, V), p_final[:n].unsqueeze(2)).view(n * g)  # p_f · z'_l
+                ez = z.view(n, g, V).mul_(e_final[:n].unsqueeze(1))  # (n, g, V) e_f·z'_l
+                pz = (ez.sum(dim=-1) / s_final[:n].unsqueeze(1)).view(n * g)  # p_f · z'_l
                 out["kl_to_final"] = (out["lse"] - pz - h_final.repeat_interleave(g)).clamp_(min=0.0)
                 _store(res, out, slice(g0, g1), p0, p1, n, g)
     return StreamStats(**res)

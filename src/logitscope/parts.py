@@ -88,7 +88,10 @@ class ModelParts:
         if post.multiply_by is not None:
             z.mul_(post.multiply_by)
         if post.softcap is not None:
-            z.div_(post.softcap).tanh_().mul_(post.softcap)
+            if z.requires_grad:  # tuned-lens training: tanh's backward needs its output unmodified
+                z = torch.tanh(z / post.softcap) * post.softcap
+            else:
+                z.div_(post.softcap).tanh_().mul_(post.softcap)
         return z
 
     def describe(self) -> dict[str, object]:

@@ -267,6 +267,8 @@ class Scope:
         seed: int = 0,
         dist=None,
         progress=None,
+        tuned=None,
+        strict: bool = True,
     ):
         """Per-layer cross-entropy, bits per byte, KL to final, entropy and top-1 curves over a corpus.
 
@@ -285,9 +287,12 @@ class Scope:
             confidence: CI level. n_boot: bootstrap resamples. seed: bootstrap seed.
             dist: a :class:`~logitscope.distributed.DistContext` to shard windows across ranks.
             progress: ``callback(tokens_done, total_estimate)`` after every batch.
+            tuned: also evaluate this tuned lens (a :class:`~logitscope.tuned.TunedLens`, a folder
+                or ``"demo"``) from the same forward passes; ``strict``: refuse a hash mismatch.
 
         Returns:
-            :class:`~logitscope.evaluate.EvalResult`.
+            :class:`~logitscope.evaluate.EvalResult`; with ``tuned``, a
+            :class:`~logitscope.tuned.compare.LensComparison` (``.logit``, ``.tuned``).
         """
         from .evaluate import run_eval
 
@@ -303,6 +308,8 @@ class Scope:
             seed=seed,
             dist=dist,
             progress=progress,
+            tuned=tuned,
+            strict=strict,
         )
 
     def train_lens(self, data, *, out=None, checkpoint=None, resume: bool = False, progress: bool = False, **settings):

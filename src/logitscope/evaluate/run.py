@@ -37,6 +37,8 @@ def run_eval(
     seed: int = 0,
     dist: DistContext | None = None,
     progress: Callable[[int, float | None], None] | None = None,
+    tuned=None,
+    strict: bool = True,
 ) -> EvalResult:
     """Implementation of :meth:`logitscope.Scope.evaluate` (see there).
 
@@ -47,6 +49,12 @@ def run_eval(
     parts = scope.require_head()
     if parts.kind != "causal":
         raise InputError(f"corpus evaluation scores next-token prediction: causal LMs only, not {parts.kind}")
+    lens = None
+    if tuned is not None:  # the tuned lens too, from the same forward: a LensComparison
+        from ..tuned.lens import resolve as resolve_tuned
+
+        lens = resolve_tuned(scope, tuned, strict=strict)
+    n_lens = 1 if lens is None else 2
     dist = dist or DistContext()
     config, tok, V, L = scope.model.config, scope.tokenizer, parts.vocab_size, parts.n_blocks
     seq_len = resolve_seq_len(seq_len, config)
@@ -63,7 +71,7 @@ def run_eval(
     byte_len = token_byte_lengths(tok, V) if tok is not None else None
     rows = list(range(L + 1))
     S = L + 1
-    table = np.empty((1024, 3 + 5 * S))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
+    table = np.empty((1024, 3 + 5 * S * n_lens))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
     n_rows = 0
     batch: list[tuple[int, np.ndarray]] = []
     t0, done = time.perf_counter(), 0
@@ -77,7 +85,7 @@ def run_eval(
         new = table[n_rows : n_rows + len(batch)]
         new[:, 0], new[:, 1] = [i for i, _ in batch], y.shape[1]
         new[:, 2] = byte_len[y].sum(1) if byte_len is not None else 0
-        new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk).reshape(len(batch), -1)
+        new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk, lens).reshape(len(batch), -1)
         n_rows += len(batch)
         done += y.size
         batch.clear()
@@ -101,7 +109,7 @@ def run_eval(
     if batch:
         flush()
     t = table[:n_rows]
-    local_sums = t[:, 3:].reshape(n_rows, S, 5)
+    local_sums = t[:, 3:].reshape(n_rows, S * n_lens, 5)
     local = (t[:, 0].astype(np.int64), t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), local_sums.copy())
     totals = dist.all_reduce_sum(np.concatenate([local_sums.sum(0).T.ravel(), [local[1].sum(), local[2].sum()]]))
     parts_all = dist.all_gather(local)
@@ -116,6 +124,11 @@ def run_eval(
     meta.update(bytes_known=byte_len is not None, elapsed_s=round(elapsed, 3))
     meta["tokens_per_s"] = round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None
     picked = (w_ids[order], w_tok[order], w_bytes[order], w_sums[order])
+    if lens is not None:
+        from ..tuned.compare import LensComparison
+
+        kw = dict(ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta)
+        return LensComparison.from_windows(rows, *picked, totals, lens=lens, **kw)
     return EvalResult.from_windows(
         rows, *picked, totals, ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta
     )
@@ -141,8 +154,11 @@ def _check_args(max_tokens, seq_len, batch_size, ci, confidence, n_boot) -> None
         raise InputError(f"n_boot must be an integer of at least 1, not {n_boot!r}")
 
 
-def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int) -> np.ndarray:
-    """(B, S, 5) float64 per-window sums for a batch of equal-length windows, inputs x and targets y (B, T)."""
+def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int, lens=None) -> np.ndarray:
+    """(B, S, 5) float64 per-window sums for a batch of equal-length windows, inputs x and targets y (B, T).
+
+    With a tuned ``lens``, (B, 2S, 5): the logit lens's S rows, then the tuned lens's.
+    """
     B, T = x.shape
     S = len(rows)
     inputs = torch.from_numpy(x).to(scope.input_device)
@@ -151,10 +167,19 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, ch
     streams = torch.stack([captured.pop(r).reshape(B * T, -1).to(head) for r in rows])  # (S, B·T, d)
     del captured
     targets = torch.from_numpy(y.reshape(-1))
-    st = stream_stats(
-        streams, parts.unembed, targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head
-    )
+    kw = dict(targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head)
+    st = stream_stats(streams, parts.unembed, **kw)
+    if lens is not None:
+        tuned = _sums(stream_stats(lens.translate_rows_(streams, rows), parts.unembed, **kw), targets, S, B, T)
     del streams
+    out = _sums(st, targets, S, B, T)
+    if lens is not None:
+        out = torch.cat([out, tuned])  # (2S, B, 5)
+    return out.transpose(0, 1).numpy()
+
+
+def _sums(st, targets: torch.Tensor, S: int, B: int, T: int) -> torch.Tensor:
+    """(S, B, 5) per-window sums of CE, KL, entropy, top-1 agreement and accuracy from kernel statistics."""
     view = lambda t: t.view(S, B, T)  # noqa: E731
     top = view(st.top_ids[..., 0])
     out = torch.stack(
@@ -167,4 +192,4 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, ch
         ],
         dim=-1,
     )  # (S, B, 5)
-    return out.transpose(0, 1).numpy()
+    return out

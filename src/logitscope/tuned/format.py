@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import weakref
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def read_params(file: Path, config: TunedLensConfig) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise InputError(f"{file.parent} is not a tuned lens: it has no {PARAMS_FILE}")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged or hostile file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CorruptWeightsError(f"{file}: cannot read the lens parameters ({first[:200]})") from None

@@ -27,6 +27,12 @@ class TrainProgress:
         if not self.enabled:
             return None
         from rich.console import Console
+
+        console = Console(stderr=True)
+        if not console.is_terminal:  # a log file: one plain line per step instead of a live bar
+            return lambda r: console.print(
+                f"step {r['step']}/{r['steps']}  lr {r['lr']:.4f}  KL: {format_kl(r['kl'])}", soft_wrap=True
+            )
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -40,7 +46,7 @@ class TrainProgress:
             TextColumn("[bold]train-lens"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             TextColumn("\n  KL(final ‖ layer), nats: {task.fields[kl]}"),
-            console=Console(stderr=True), transient=False,
+            console=console, transient=False,
         )  # fmt: skip
         self.bar.start()
         task = self.bar.add_task("train", total=None, rate="", kl="")

@@ -1,0 +1,199 @@
+"""Logit lens vs tuned lens over a corpus: two EvalResults from the same forward passes, saved side by side.
+
+``scope.evaluate(data, tuned=...)`` (and ``logitscope eval --tuned``) returns a
+:class:`LensComparison`. Its ``metrics.json`` keeps the logit lens's schema (the same keys as
+without ``--tuned``) and adds, to every layer record, a ``"tuned"`` object with the same metrics
+and intervals for the tuned lens; ``per_window.parquet`` gains a ``lens`` column; ``curves.png`` /
+``curves.html`` draw both lenses in each panel (solid: logit lens, dashed: tuned lens).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluate.intervals import METRICS
+from ..evaluate.result import EvalResult
+from ..render.curves import PANELS
+
+LENSES = (("logit", "logit lens", "-"), ("tuned", "tuned lens", "--"))  # (key, label, line style)
+
+
+@dataclass
+class LensComparison:
+    """Per-layer corpus metrics of the logit lens and a tuned lens, over the same tokens.
+
+    Attributes:
+        logit: the logit lens's :class:`~logitscope.evaluate.EvalResult`.
+        tuned: the tuned lens's, same layers, windows and tokens.
+    """
+
+    logit: EvalResult
+    tuned: EvalResult
+
+    @classmethod
+    def from_windows(cls, rows, ids, tokens, nbytes, sums, totals, *, lens, meta, **kw) -> LensComparison:
+        """Split per-window sums ``(W, 2S, 5)`` and totals ``(5·2S + 2,)`` (logit rows first) into two results."""
+        S = len(rows)
+        per_metric = np.asarray(totals[:-2]).reshape(5, 2 * S)
+        results = []
+        for k, (name, _, _) in enumerate(LENSES):
+            cols = slice(k * S, (k + 1) * S)
+            own = np.concatenate([per_metric[:, cols].ravel(), totals[-2:]])
+            m = dict(meta, lens=name, tuned_lens=lens.describe())
+            results.append(EvalResult.from_windows(rows, ids, tokens, nbytes, sums[:, cols], own, meta=m, **kw))
+        return cls(*results)
+
+    # -- the EvalResult surface the CLI uses -------------------------------------------------
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.logit.meta
+
+    @property
+    def n_tokens(self) -> int:
+        return self.logit.n_tokens
+
+    @property
+    def n_windows(self) -> int:
+        return self.logit.n_windows
+
+    @property
+    def layer_names(self) -> list[str]:
+        return self.logit.layer_names
+
+    def to_dict(self) -> dict[str, Any]:
+        """The logit lens's ``metrics.json`` record, each layer extended with a ``"tuned"`` object."""
+        out = self.logit.to_dict()
+        out["lenses"] = [name for name, _, _ in LENSES]
+        tuned_layers = self.tuned.to_dict()["layers"]
+        for rec, other in zip(out["layers"], tuned_layers):
+            rec["tuned"] = {k: v for k, v in other.items() if k not in ("layer", "name")}
+        return out
+
+    def to_pandas(self):
+        """One row per (lens, layer): the metrics and their CI bounds."""
+        import pandas as pd
+
+        frames = []
+        for name, _, _ in LENSES:
+            frame = getattr(self, name).to_pandas()
+            frame.insert(0, "lens", name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
+        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``.html``, all or nothing."""
+        import pandas as pd
+
+        from ..atomic import atomic_dir, check_dir_dest
+
+        out = check_dir_dest(out_dir)
+        names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
+        if plots:
+            names.update(png="curves.png", html="curves.html")
+        with atomic_dir(out) as tmp:
+            (tmp / names["metrics"]).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            frames = []
+            for name, _, _ in LENSES:
+                frame = getattr(self, name).windows_frame()
+                frame.insert(0, "lens", name)
+                frames.append(frame)
+            pd.concat(frames, ignore_index=True).to_parquet(tmp / names["per_window"], index=False)
+            if plots:
+                self.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
+                self.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
+        return {key: out / name for key, name in names.items()}
+
+    # -- plots ---------------------------------------------------------------------------------
+    def _title(self) -> str:
+        return f"{self.meta.get('model', 'model')}: logit lens vs {self.tuned.meta.get('tuned_lens')}, {self.n_tokens:,} tokens"
+
+    def plot(self):
+        """A matplotlib Figure: the four per-layer panels, each with both lenses and CI bands."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(11, 7.5), layout="constrained")
+        axes = fig.subplots(2, 2, sharex=True).ravel()
+        x = self.logit.layers
+        for ax, (title, series) in zip(axes, PANELS):
+            for k, (name, label, style) in enumerate(LENSES):
+                res = getattr(self, name)
+                for j, (what, m) in enumerate(series):
+                    colour = f"C{k + 2 * j}"
+                    text = label if len(series) == 1 else f"{label}: {what}"
+                    ax.plot(x, getattr(res, m), style, marker="o", ms=3, color=colour, label=text)
+                    ax.fill_between(x, res.ci[m][:, 0], res.ci[m][:, 1], alpha=0.2, color=colour)
+            ax.set_title(title)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+        for ax in axes[2:]:
+            ax.set_xlabel("layer (0 = embeddings)")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        fig.suptitle(self._title())
+        return fig
+
+    def plot_html(self):
+        """The same comparison as an interactive plotly Figure (``write_html`` works offline)."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=2, cols=2, subplot_titles=[t for t, _ in PANELS], shared_xaxes=True)
+        x = [int(v) for v in self.logit.layers]
+        for p, (_, series) in enumerate(PANELS):
+            r, c = p // 2 + 1, p % 2 + 1
+            for name, label, style in LENSES:
+                res = getattr(self, name)
+                for what, m in series:
+                    text = label if len(series) == 1 else f"{label}: {what}"
+                    line = {"dash": "dash" if style == "--" else "solid"}
+                    fig.add_trace(
+                        go.Scatter(x=x, y=getattr(res, m).tolist(), mode="lines+markers", name=text, line=line),
+                        row=r,
+                        col=c,
+                    )
+        fig.update_xaxes(title_text="layer (0 = embeddings)", row=2)
+        fig.update_layout(title=self._title(), height=700, template="plotly_white")
+        return fig
+
+    def __repr__(self) -> str:
+        return (
+            f"LensComparison({self.meta.get('model', '?')!r}, layers={len(self.logit.layers)}, "
+            f"tokens={self.n_tokens}, tuned={self.tuned.meta.get('tuned_lens')!r})"
+        )
+
+
+def print_comparison(result: LensComparison, paths: dict) -> None:
+    """Per-layer table of both lenses on stdout (CE, bits/byte, KL, top-1), then the files written."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result.meta.get('model')}: logit lens vs tuned lens ({result.tuned.meta.get('tuned_lens')}), "
+        f"{result.n_tokens:,} tokens",
+        caption="nats per token; KL(final ‖ layer); top-1 accuracy against the next token",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("layer", justify="right")
+    for metric in ("CE", "bits/byte", "KL", "top-1"):
+        for lens in ("logit", "tuned"):
+            table.add_column(f"{metric} {lens}", justify="right", no_wrap=True)
+    fmt = lambda v: f"{v:.3f}" if v == v else "n/a"  # noqa: E731
+    lg, tu = result.logit, result.tuned
+    for i, name in enumerate(lg.layer_names):
+        cells = []
+        for m in ("ce", "bits_per_byte", "kl_to_final"):
+            cells += [fmt(getattr(lg, m)[i]), fmt(getattr(tu, m)[i])]
+        cells += [f"{lg.top1_accuracy[i]:.1%}", f"{tu.top1_accuracy[i]:.1%}"]
+        table.add_row(name, *cells)
+    console = Console()
+    console.print(table)
+    for path in paths.values():
+        console.print(f"wrote {path}")
+
+
+__all__ = ["LensComparison", "print_comparison", "METRICS"]

@@ -156,3 +156,53 @@ def test_cli(tiny_lm_dir, tmp_path):
     csv = tmp_path / "d.csv"
     ok = runner.invoke(app, ["diff", str(tiny_lm_dir), str(other), text, "-o", str(csv)])
     assert ok.exit_code == 0 and csv.read_text().startswith("layer,")
+
+
+def test_corpus_kl_matches_per_window_truncations():
+    from logitscope.diff_corpus import compare_corpus
+
+    model_a, model_b = tiny.build("gpt2", seed=0), tiny.build("gpt2", seed=1, noise=0.3)
+    ids = np.random.default_rng(0).integers(0, tiny.V, 60)
+    res = compare_corpus(logitscope.Scope(model_a), logitscope.Scope(model_b), ids, seq_len=8, max_tokens=40, n_boot=50)
+    assert res.n_tokens == 40 and res.n_windows == 5
+    from test_lens_exact import truncated
+
+    for row in range(4):
+        cut_a, cut_b = truncated(model_a, "transformer.h", row), truncated(model_b, "transformer.h", row)
+        kl, agree = 0.0, 0.0
+        for w in range(5):
+            x = torch.from_numpy(ids[None, 8 * w : 8 * w + 8])
+            with torch.no_grad():
+                lp_a = cut_a(input_ids=x).logits[0].double().log_softmax(-1)
+                lp_b = cut_b(input_ids=x).logits[0].double().log_softmax(-1)
+            kl += float(_kl(lp_a, lp_b).sum())
+            agree += float((lp_a.argmax(-1) == lp_b.argmax(-1)).sum())
+        assert res.kl[row] == pytest.approx(kl / 40, abs=1e-5)
+        assert res.top1_agreement[row] == pytest.approx(agree / 40)
+        assert res.kl_ci[row, 0] <= res.kl[row] <= res.kl_ci[row, 1]
+
+
+def test_eval_compare_cli(tiny_lm_dir, tmp_path):
+    other = tmp_path / "other"
+    tiny.saved_gpt2(other, n_layer=2, seed=1)
+    text = tmp_path / "c.txt"
+    text.write_text(tiny.TEXT)
+    out = tmp_path / "run"
+    args = [
+        "eval",
+        str(tiny_lm_dir),
+        "--data",
+        str(text),
+        "--out",
+        str(out),
+        "--seq-len",
+        "16",
+        "--compare",
+        str(other),
+    ]
+    res = CliRunner().invoke(app, args + ["--n-boot", "50", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "compare.json").read_text())
+    assert [r["b_name"] for r in data["layers"]] == ["embed", "1", "1", "2"]
+    assert data["n_tokens"] == json.loads((out / "metrics.json").read_text())["n_tokens"]
+    assert (out / "compare.png").exists() and "KL(A" in res.stdout

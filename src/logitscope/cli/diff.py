@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, DTYPE, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
+from .common import DEVICE, DTYPE, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope, status
 
 FORMATS = ("table", "json", "csv", "parquet")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
@@ -81,3 +81,29 @@ def diff(
         res.save(out)
     if plot is not None:
         res.plot(plot, metric=metric)
+
+
+def eval_compare(scope, model_b: str, corpus, out: Path, *, plots: bool, device: str, dtype: str, **kwargs) -> None:
+    """``logitscope eval A --compare B``: per-layer KL(A ‖ B) curves over the corpus, saved beside A's."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..diff_corpus import compare_corpus
+
+    b = load_scope(model_b, device=device, dtype=dtype)
+    with status(f"comparing with {model_b}"):
+        res = compare_corpus(scope, b, corpus, **kwargs)
+    paths = res.save(out, plots=plots)
+    level = int(round(100 * res.meta["confidence"]))
+    table = Table(title=f"A = {res.meta['model_a']} vs B = {res.meta['model_b']} ({res.n_tokens:,} tokens)")
+    for col in ("layer", "B layer", "KL(A \u2016 B)", f"{level}% CI", "top-1 agree"):
+        table.add_column(col, justify="right")
+    for i, name in enumerate(res.layer_names):
+        lo, hi = res.kl_ci[i]
+        table.add_row(
+            name, res.b_layer_names[i], f"{res.kl[i]:.4f}", f"{lo:.4f}..{hi:.4f}", f"{res.top1_agreement[i]:.1%}"
+        )
+    console = Console()
+    console.print(table)
+    for path in paths.values():
+        console.print(f"wrote {path}")

@@ -40,6 +40,7 @@ def eval_command(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write curves.png and curves.html."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
     tuned: str | None = typer.Option(None, "--tuned", help="Also evaluate a tuned lens (a tuned-lens folder, or 'demo'), side by side."),
+    compare: str | None = typer.Option(None, "--compare", help="Model B: also write per-layer KL(A || B) and top-1 agreement curves (compare.json, compare.png; docs/inside.md)."),
 ) -> None:  # fmt: skip
     """Evaluate MODEL on a corpus: per-layer curves averaged over every token."""
     from ..corpus import Corpus
@@ -63,6 +64,8 @@ def eval_command(
     try:
         if ctx.enabled and device_map is not None:
             fail("--device-map spreads one model copy over this node's devices; do not combine it with torchrun")
+        if ctx.enabled and compare is not None:
+            fail("--compare runs on one process; do not combine it with torchrun")
         from ..loading import load
 
         with status(f"loading {model}") if ctx.is_main else nullcontext():
@@ -101,6 +104,12 @@ def eval_command(
                 from ..tuned.compare import print_comparison
 
                 print_comparison(result, paths)
+            if compare is not None:  # a second pass over the corpus through both models (cli/diff.py)
+                from .diff import eval_compare
+
+                corpus_b = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
+                kw = dict(max_tokens=max_tokens, seq_len=seq_len, confidence=confidence, n_boot=n_boot, seed=seed)
+                eval_compare(scope, compare, corpus_b, out, plots=plots, device=device, dtype=dtype, **kw)
     finally:
         shutdown(ctx)
 

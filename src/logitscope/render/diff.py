@@ -148,3 +148,32 @@ def diff_tables(result, *, width: int = 100, max_chars: int = 8) -> list:
             table.add_row(rows[r], *cells)
         tables.append(table)
     return tables
+
+
+def corpus_curves(result):
+    """A matplotlib Figure of a :class:`~logitscope.diff_corpus.CorpusDiff`: KL and agreement by layer."""
+    from matplotlib.figure import Figure
+
+    x = np.arange(len(result.layers))
+    fig = Figure(figsize=(8.0, 3.0), dpi=120, layout="constrained", facecolor="white")
+    panels = (
+        ("kl", "kl_ci", "KL(A \u2016 B), nats", False),
+        ("top1_agreement", "agreement_ci", "top-1 agreement", True),
+    )
+    for i, (key, ci, title, share) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        values, bounds = getattr(result, key), getattr(result, ci)
+        ax.plot(x, values, marker="o", markersize=3, linewidth=1.6, color="#3b75af")
+        if np.isfinite(bounds).all():
+            ax.fill_between(x, bounds[:, 0], bounds[:, 1], alpha=0.25, color="#3b75af", linewidth=0)
+        if share:
+            ax.set_ylim(-0.02, 1.02)
+        step = max(1, len(x) // 12)
+        ax.set_xticks(x[::step], [result.layer_names[j] for j in range(0, len(x), step)])
+        ax.set_xlabel("layer of A")
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.grid(alpha=0.3, linewidth=0.6)
+        ax.spines[["top", "right"]].set_visible(False)
+    m = result.meta
+    fig.suptitle(f"A = {m.get('model_a')}, B = {m.get('model_b')}: {result.n_tokens:,} tokens", fontsize=10)
+    return fig

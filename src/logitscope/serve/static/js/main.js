@@ -160,7 +160,7 @@ function drawGrids() {
     $(`legend-${s}`).innerHTML = legendHTML(spec, limits);
     const stride = data.stride > 1 ? ` \u00b7 every ${data.stride} layers` : "";
     const tag = state.compare ? `${s.toUpperCase()} \u00b7 ` : "";
-    $(`title-${s}`).innerHTML = `${tag}${esc(data.model_name)} <span class="sub">${data.layer_names.length} layers \u00d7 ${data.tokens.length} positions${stride}</span>`;
+    $(`title-${s}`).innerHTML = `${tag}${esc(data.model_name)} <span class="sub">${data.n_streams_total - 1} layers + embed \u00b7 ${data.layer_names.length} rows \u00d7 ${data.tokens.length} positions${stride}</span>`;
     const src = $(`source-${s}`);
     src.hidden = !data.source_tokens;
     if (data.source_tokens) src.innerHTML = `encoder input: <code>${esc(visible(data.source_tokens.join(""), " "))}</code>`;

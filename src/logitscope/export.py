@@ -177,7 +177,7 @@ def read_frame(path: str | os.PathLike, format: str | None = None):
     """Read a CSV or Parquet export into a DataFrame with the dtypes :meth:`LensResult.to_pandas` had.
 
     CSV: token columns stay text even when a token reads like ``"NaN"`` or ``"null"``; where a
-    position has no target (``target_id`` -1) ``target_token`` is ``None``, as in ``to_pandas()``.
+    position has no target (``target_id`` -1) ``target_token`` is missing, as in ``to_pandas()``.
     """
     import pandas as pd
 
@@ -190,8 +190,8 @@ def read_frame(path: str | os.PathLike, format: str | None = None):
     text = [c for c in columns if c in TEXT_COLUMNS or c.endswith("_token")]
     numeric = [c for c in columns if c not in text]
     df = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False, na_values={c: [""] for c in numeric})
-    if "target_token" in df and "target_id" in df:  # no target: None, as to_pandas() had it (not "")
-        df["target_token"] = df["target_token"].where(df["target_id"] >= 0, None)
+    if "target_token" in df and "target_id" in df:  # no target: missing, as in to_pandas() (not "")
+        df["target_token"] = df["target_token"].where(df["target_id"] >= 0)
     for c in numeric:  # statistics are float32 in a result; CSV keeps their shortest float32 repr
         if df[c].dtype.kind == "f":
             df[c] = df[c].astype("float32")

@@ -28,6 +28,7 @@ CLI_WORDS: list[tuple[str, str]] = [
     (r"text input needs a tokenizer: pass tokenizer= to Scope, or give token ids",
      "this model has no tokenizer (no tokenizer files beside its config.json), so text cannot be encoded"),
     (r"pass track=\[\.\.\.\] tokens to lens\(\)", "add --track TOKEN"),
+    (r"pass encoding_errors='replace'", "add --encoding-errors replace"),
     (r"pass truncate=True", "add --truncate"),
     (r"truncate=True", "--truncate"),
     (r"pass trust_remote_code=True", "add --trust-remote-code"),

@@ -201,7 +201,10 @@ def write_all(results: list, fmt: str, out, plot, trajectory, *, metric: str, po
             if trajectory is not None:
                 res.plot_trajectory(position, stack.enter_context(atomic_file(numbered(trajectory, i, n))))
         target = stack.enter_context(atomic_file(out)) if out is not None else None
-        write_results(results, fmt, target, metric=metric, position=position, many=many)
+        try:
+            write_results(results, fmt, target, metric=metric, position=position, many=many)
+        except OSError as err:  # e.g. a full disk: name the destination, not the temporary
+            raise OSError(err.errno, err.strerror, str(out) if out is not None else "<stdout>") from None
 
 
 def run_all(scope, items: list[tuple[str, str | None]], target: str | None, *, batch_size: int, **kwargs) -> list:

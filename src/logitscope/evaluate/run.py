@@ -46,6 +46,7 @@ def run_eval(
     so far (estimated over all ranks) and the expected total (``None`` when unknown).
     """
     _check_args(max_tokens, seq_len, batch_size, ci, confidence, n_boot)
+    t0 = time.perf_counter()  # elapsed_s / tokens_per_s: wall time of the whole call, as a progress bar sees it
     parts = scope.require_head()
     if parts.kind != "causal":
         raise InputError(f"corpus evaluation scores next-token prediction: causal LMs only, not {parts.kind}")
@@ -74,7 +75,7 @@ def run_eval(
     table = np.empty((1024, 3 + 5 * S * n_lens))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
     n_rows = 0
     batch: list[tuple[int, np.ndarray]] = []
-    t0, done = time.perf_counter(), 0
+    done = 0
 
     def flush():
         nonlocal done, n_rows, table

@@ -3,6 +3,8 @@
 Row 0 is the input of block 0 (after any embedding scaling or embedding norm the model applies);
 row ``l`` is the output of block ``l - 1``. The forward is stopped right after the last block
 needed, so the model never computes its own full-vocabulary logits.
+
+:func:`pad_guard` keeps the pad positions of a right-padded batch from poisoning real ones.
 """
 
 from __future__ import annotations
@@ -73,6 +75,47 @@ def capture_streams(
         handles.append(blocks[row - 1].register_forward_hook(hook))
     try:
         yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def pad_guard(blocks: nn.ModuleList, real: torch.Tensor | None) -> Iterator[None]:
+    """Zero the pad positions of every block's input during the next forward.
+
+    A pad position can turn NaN inside a block: with a sliding window (Mistral, Gemma 2/3...) a
+    pad query farther than the window from the last real token sees no unmasked key; in float16
+    the mask's minimum plus a negative score overflows to -inf and softmax returns NaN. Real
+    queries give that position's value a weight of exactly 0, but ``0 × NaN = NaN`` in the
+    attention's weighted sum, so at the next block every real token would be NaN too. With the
+    pad positions of each block's input set to 0 their keys and values stay finite, and real
+    positions are untouched (bit for bit): their outputs never depend on pad values.
+
+    Args:
+        blocks: the model's block list.
+        real: (batch, seq) mask, nonzero at real tokens (the ``attention_mask`` of the blocks'
+            sequence), or ``None``. No hooks when nothing is padded, nor for a block input that
+            is not (batch, seq, ...) (a seq-first or unpadded layout; ambiguous when batch == seq).
+    """
+    if real is None or bool(real.bool().all()):
+        yield
+        return
+    pad = ~real.bool()  # (B, T)
+    shape = tuple(pad.shape)
+    on_device: dict[torch.device, torch.Tensor] = {}
+
+    def pre_hook(module, args, kwargs):
+        h = args[0] if args else kwargs.get("hidden_states")
+        if not isinstance(h, torch.Tensor) or h.dim() < 3 or tuple(h.shape[:2]) != shape or shape[0] == shape[1]:
+            return None
+        mask = on_device.setdefault(h.device, pad.to(h.device))
+        h = h.masked_fill(mask.view(*shape, *[1] * (h.dim() - 2)), 0)
+        return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
+
+    handles = [block.register_forward_pre_hook(pre_hook, with_kwargs=True) for block in blocks]
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()

@@ -94,10 +94,12 @@ def _check_finite(out: dict, where: str) -> None:
     if not bool(torch.isfinite(out["entropy"]).all()):
         from .errors import NonFiniteError
 
-        raise NonFiniteError(
-            f"the model's logits hold NaN or inf ({where}); its hidden states or head overflow "
-            "(fp16? try dtype='float32' or 'bfloat16') or its weights contain NaN"
+        err = NonFiniteError(
+            f"the lens logits hold NaN or inf ({where}); the usual causes: NaN/inf weights, an "
+            "overflow in float16/bfloat16 (try dtype='float32'), or NaN in padded positions (try batch_size=1)"
         )
+        err.where = f"the lens logits hold NaN or inf ({where})"  # for callers that name the cause
+        raise err
 
 
 def _reduce(z: torch.Tensor, e: torch.Tensor, buf: _Buffers, targets, track, top_k: int, keep_e: bool) -> dict:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .capture import run_captured
-from .errors import InputError, UnsupportedModelError
+from .capture import pad_guard, run_captured
+from .errors import InputError, NonFiniteError, UnsupportedModelError
 from .inputs import Encoded, check_top_k, display_tokens, encode_all, length_batches, track_ids
 from .kernel import stream_stats
 from .result import LensResult
@@ -106,12 +106,14 @@ def run_lens(
     results: list[LensResult | None] = [None] * len(encs)
     for idx, batch in length_batches(encs, batch_size):
         kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
-        if layout is None:
-            captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
-        else:
-            from .sublayers import run_captured_rows
+        real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
+        with pad_guard(parts.blocks, real):  # NaN in pad positions never reaches real ones
+            if layout is None:
+                captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
+            else:
+                from .sublayers import run_captured_rows
 
-            captured = run_captured_rows(scope.model, parts.blocks, layout, stat_rows, **kwargs)
+                captured = run_captured_rows(scope.model, parts.blocks, layout, stat_rows, **kwargs)
         lengths = [len(e.lens_ids) for e in batch]
         valid = torch.zeros(len(batch), max(lengths), dtype=torch.bool)
         for i, n in enumerate(lengths):
@@ -125,16 +127,21 @@ def run_lens(
         if tuned is not None:
             tuned.translate_rows_(streams, stat_rows)
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
-        stats = stream_stats(
-            streams,
-            parts.unembed,
-            targets=tgt,
-            track=tracked,
-            top_k=top_k,
-            chunk_rows=scope.chunk_size,
-            vocab_size=vocab_size,
-            device=parts.head_device,
-        )
+        try:
+            stats = stream_stats(
+                streams,
+                parts.unembed,
+                targets=tgt,
+                track=tracked,
+                top_k=top_k,
+                chunk_rows=scope.chunk_size,
+                vocab_size=vocab_size,
+                device=parts.head_device,
+            )
+        except NonFiniteError as err:  # say why: NaN weights, padding or overflow (nonfinite.py)
+            from .nonfinite import explain
+
+            raise explain(scope, err, streams=streams, rows=stat_rows, batch=batch) from err
         del streams
         keep = [stat_rows.index(r) for r in rows]  # back to ascending stream order
         offset = 0

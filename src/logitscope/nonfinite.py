@@ -66,7 +66,9 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
             f"{where}: {_HALF[dtype]} overflow: {at}; load the model with dtype='float32' "
             f"{'or bfloat16 ' if dtype == torch.float16 else ''}(its weights are finite)"
         )
-    return NonFiniteError(f"{where}: the model overflows in {str(dtype).replace('torch.', '')}: {at} (its weights are finite)")
+    return NonFiniteError(
+        f"{where}: the model overflows in {str(dtype).replace('torch.', '')}: {at} (its weights are finite)"
+    )
 
 
 def _finite_alone(scope, enc, rows: Sequence) -> bool:

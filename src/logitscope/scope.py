@@ -184,6 +184,42 @@ class Scope:
             dtype=dtype,
         )
 
+    # -- the escape hatch: full lens logits (layer_logits.py; docs/lens_output.md) ----------------
+    def unembed(self, h):
+        """The model's own tail (final norm, scaling, head, logit transforms) on hidden states.
+
+        Args:
+            h: (..., d_model) tensor or array, any floating dtype (cast to the model's); gradients
+                flow when it requires grad.
+
+        Returns:
+            (..., vocab) float32 logits on the head's device.
+        """
+        from .layer_logits import unembed
+
+        return unembed(self, h)
+
+    def layer_logits(
+        self, inputs, *, layers=None, target=None, batch_size: int = 8, truncate: bool = False, device="cpu"
+    ):
+        """Full float32 lens logits at chosen stream rows: ``S × P × vocab`` per input (the lens
+        itself never holds these; use ``layers=`` to keep it small).
+
+        Args:
+            inputs: as in :meth:`lens` (one input → one result, a list → a list).
+            layers: stream rows (0 = embeddings, negative from the end, or names); default all.
+            target, batch_size, truncate: as in :meth:`lens`.
+            device: where the logits are returned.
+
+        Returns:
+            :class:`~logitscope.layer_logits.LayerLogits` with ``logits`` (S, P, V) float32.
+        """
+        from .layer_logits import layer_logits
+
+        return layer_logits(
+            self, inputs, layers=layers, target=target, batch_size=batch_size, truncate=truncate, device=device
+        )
+
     # -- inside blocks and across models (attribute.py, diff.py; docs/inside.md) ----------------
     def attribute(self, inputs, *, target=None, truncate: bool = False):
         """Direct logit attribution: what the embeddings and each block's attention and MLP outputs

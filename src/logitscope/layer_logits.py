@@ -1,0 +1,158 @@
+"""The escape hatch: full float32 logits of chosen stream rows, and the model's tail on any state.
+
+:func:`layer_logits` is the lens without the reduction: for each chosen stream row the model's
+own tail (:meth:`~logitscope.parts.ModelParts.unembed`: final norm → rescale → pre-head modules →
+head → logits bias → post-head transforms) applied at every position, kept whole because the
+caller asked for it (``S × P × V`` float32). :func:`unembed` is that tail on any hidden state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError, NonFiniteError
+
+
+@dataclass
+class LayerLogits:
+    """Full lens logits of one input at the chosen stream rows.
+
+    ``S`` = stream rows kept, ``P`` = positions (the lens positions: input tokens, or decoder
+    tokens for encoder-decoder models), ``V`` = vocabulary size.
+
+    Attributes:
+        logits: (S, P, V) float32 tensor; ``logits[s]`` equals the model's own logits with every
+            block after stream row ``layers[s]`` removed.
+        layers: (S,) stream rows (0 = embeddings, ``n_layers`` = final), ascending.
+        layer_names: (S,) ``"embed"``, ``"1"`` … ``str(n_layers)``.
+        token_ids: (P,) the token at each position; tokens: (P,) their display strings.
+        target_ids: (P,) the token each position is scored against, -1 for none (as in ``lens``).
+        meta: model name, model type, kind.
+    """
+
+    logits: torch.Tensor
+    layers: list[int]
+    layer_names: list[str]
+    token_ids: np.ndarray
+    tokens: list[str]
+    target_ids: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        S, P = len(self.layers), len(self.tokens)
+        if self.logits.dim() != 3 or tuple(self.logits.shape[:2]) != (S, P):
+            raise ValueError(f"logits must be (S={S}, P={P}, V), got {tuple(self.logits.shape)}")
+        self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(P)
+        self.target_ids = np.asarray(self.target_ids, dtype=np.int64).reshape(P)
+
+    def __repr__(self) -> str:
+        S, P, V = self.logits.shape
+        return f"LayerLogits({self.meta.get('model', '?')}, {S} layers x {P} positions x {V} vocab)"
+
+    def logprobs(self) -> torch.Tensor:
+        """(S, P, V) float32 log-probabilities."""
+        return self.logits.log_softmax(-1)
+
+    def layer(self, layer: int | str) -> torch.Tensor:
+        """(P, V) logits of one stream row, by row number or name (``"embed"``, ``"3"``, ``-1``)."""
+        from .lens import resolve_layers
+
+        row = resolve_layers([layer], self.meta.get("n_blocks", max(self.layers)))[0]
+        if row not in self.layers:
+            raise InputError(f"layer {layer!r} was not kept; kept rows: {self.layer_names}")
+        return self.logits[self.layers.index(row)]
+
+
+def unembed(scope, h) -> torch.Tensor:
+    """Implementation of :meth:`logitscope.Scope.unembed` (see there)."""
+    parts = scope.require_head()
+    if isinstance(h, np.ndarray):
+        h = torch.from_numpy(h)
+    if not isinstance(h, torch.Tensor):
+        raise InputError(f"unembed takes a tensor of hidden states (..., d_model), not {type(h).__name__}")
+    if not h.is_floating_point() or h.dim() == 0:
+        raise InputError(f"unembed takes floating-point hidden states (..., d_model), got {h.dtype} {tuple(h.shape)}")
+    dtype = next(parts.head.parameters()).dtype
+    flat = h.reshape(-1, h.shape[-1]).to(device=parts.head_device, dtype=dtype)  # (N, d)
+    try:  # differentiable when h requires grad (e.g. for attribution), else without autograd
+        with torch.inference_mode(not h.requires_grad):
+            z = parts.unembed(flat)  # (N, V) float32
+    except RuntimeError as err:  # a width the tail cannot take
+        d = _d_model(scope.model.config)
+        if d is not None and h.shape[-1] == d:
+            raise
+        raise InputError(
+            f"hidden states of shape {tuple(h.shape)} do not fit the model's tail (its config says d_model = "
+            f"{d}): {str(err).splitlines()[0]}"
+        ) from err
+    if not bool(torch.isfinite(z).all()):
+        raise NonFiniteError("the model's tail gives NaN or inf logits for these hidden states (are they finite?)")
+    return z.reshape(*h.shape[:-1], z.shape[-1])
+
+
+def layer_logits(scope, inputs, *, layers=None, target=None, batch_size: int = 8, truncate: bool = False, device="cpu"):
+    """Implementation of :meth:`logitscope.Scope.layer_logits` (see there)."""
+    from .capture import pad_guard, run_captured
+    from .inputs import display_tokens, encode_all, length_batches
+    from .lens import layer_name, model_inputs, resolve_layers
+
+    parts = scope.require_head()
+    single, encs = encode_all(
+        inputs,
+        kind=parts.kind,
+        tokenizer=scope.tokenizer,
+        config=scope.model.config,
+        vocab_size=parts.vocab_size,
+        target=target,
+        truncate=truncate,
+    )
+    rows = resolve_layers(layers, parts.n_blocks)
+    results: list[LayerLogits | None] = [None] * len(encs)
+    for idx, batch in length_batches(encs, batch_size):
+        kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
+        real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
+        with pad_guard(parts.blocks, real):
+            captured = run_captured(scope.model, parts.blocks, rows, **kwargs)
+        for b, i in enumerate(idx):
+            enc = encs[i]
+            n = len(enc.lens_ids)
+            z = torch.empty(len(rows), n, parts.vocab_size, dtype=torch.float32, device=device)  # (S, n, V)
+            with torch.inference_mode():  # one row at a time: no (S, B, T, V) temporary
+                for s, r in enumerate(rows):
+                    z[s] = _finite(parts.unembed(captured[r][b, :n]), r)
+            results[i] = LayerLogits(
+                logits=z,
+                layers=list(rows),
+                layer_names=[layer_name(r) for r in rows],
+                token_ids=enc.lens_ids,
+                tokens=display_tokens(enc.lens_ids, scope.tokenizer),
+                target_ids=enc.target_ids,
+                meta={
+                    "model": scope.name,
+                    "model_type": parts.model_type,
+                    "kind": parts.kind,
+                    "n_blocks": parts.n_blocks,
+                },
+            )
+        del captured
+    return results[0] if single else results
+
+
+def _finite(z: torch.Tensor, row: int) -> torch.Tensor:
+    if not bool(torch.isfinite(z).all()):
+        raise NonFiniteError(
+            f"the lens logits of stream row {row} hold NaN or inf (NaN weights, or an overflow in "
+            "float16/bfloat16: try dtype='float32')"
+        )
+    return z
+
+
+def _d_model(config) -> int | None:
+    """The residual width from the config (``hidden_size`` is aliased by most configs), if it says."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    d = getattr(text, "hidden_size", None)
+    return d if isinstance(d, int) else None

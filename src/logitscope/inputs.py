@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import ContextLengthError, EmptyInputError, InputError
-from .registry import context_limit
+from .registry import context_limit, decoder_start
 
 
 @dataclass
@@ -128,9 +128,12 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
     ids = to_ids(x, tokenizer)
     if kind == "seq2seq":
         ids = _check_length(ids, limit, truncate, "input")
-        start = getattr(config, "decoder_start_token_id", None)
+        start = decoder_start(config, ids)
         if start is None:
-            raise InputError("this encoder-decoder config has no decoder_start_token_id")
+            raise InputError(
+                f"this encoder-decoder model ({config.model_type}) names no decoder_start_token_id and has no "
+                "rule for one: set model.config.decoder_start_token_id to the token its decoder starts from"
+            )
         tgt = to_ids(target, tokenizer, special_tokens=False) if target is not None else []
         dec = _check_length([int(start), *tgt], limit, False, "target")  # never cut the scored text
         check_vocab(ids + dec, vocab_size)

@@ -79,6 +79,8 @@ class ModelParts:
                 z = torch.addmm(head.bias, h, head.weight.t(), out=out)
         else:
             z = head(h)
+            if isinstance(z, (tuple, list)):  # heads such as XLM's pred_layer return (scores,)
+                z = z[0]
             z = out.copy_(z) if out is not None else z.float()
         if self.logits_bias is not None:
             z.add_(self.logits_bias.to(z.device, torch.float32))
@@ -145,7 +147,7 @@ def resolve(model: nn.Module) -> ModelParts:
         )
     config = model.config
     scale = None
-    if spec.scale_decoder_output and getattr(config, "scale_decoder_outputs", False):
+    if spec.scale_decoder_output and getattr(config, spec.scale_flag, False):
         scale = float(config.d_model) ** -0.5
     present = [p for p in spec.pre_head if _get(model, p) is not None]
     return ModelParts(

@@ -7,7 +7,7 @@ logits when a :class:`~logitscope.scope.Scope` is built (see ``parts.self_check`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["causal", "seq2seq", "masked"]
@@ -23,8 +23,10 @@ class ArchSpec:
         pre_head: modules applied between the final norm and the head, in order.
         head: the module that maps the stream to logits (``None``: ``get_output_embeddings()``).
         logits_bias: a tensor attribute added to the logits (BART's ``final_logits_bias``).
-        scale_decoder_output: multiply the normed stream by ``d_model ** -0.5`` when the config's
-            ``scale_decoder_outputs`` flag is set (T5).
+        scale_decoder_output: multiply the normed stream by ``d_model ** -0.5`` when the config
+            flag named by ``scale_flag`` is set (T5: ``scale_decoder_outputs``; UMT5 and Switch
+            Transformers: ``tie_word_embeddings``).
+        scale_flag: the config attribute that turns that rescale on.
     """
 
     blocks: str
@@ -33,6 +35,7 @@ class ArchSpec:
     head: str | None = None
     logits_bias: str | None = None
     scale_decoder_output: bool = False
+    scale_flag: str = "scale_decoder_outputs"
 
 
 _LLAMA_LIKE = ArchSpec("model.layers", "model.norm")
@@ -75,8 +78,12 @@ REGISTRY: dict[str, ArchSpec] = {
     "phi": ArchSpec("model.layers", "model.final_layernorm"),
     "opt": ArchSpec("model.decoder.layers", "model.decoder.final_layer_norm", pre_head=("model.decoder.project_out",)),
     # encoder-decoder: the lens runs over decoder blocks
-    **dict.fromkeys(["t5", "mt5", "umt5"], _T5),
+    **dict.fromkeys(["t5", "mt5", "longt5"], _T5),
+    # UMT5 and Switch Transformers rescale when the head is tied, whatever scale_decoder_outputs says
+    **dict.fromkeys(["umt5", "switch_transformers"], replace(_T5, scale_flag="tie_word_embeddings")),
     **dict.fromkeys(["bart", "mbart", "pegasus", "marian", "plbart"], _BART),
+    # BigBird-Pegasus applies its (misnamed) layernorm_embedding after the last decoder block
+    "bigbird_pegasus": replace(_BART, final_norm="model.decoder.layernorm_embedding"),
     # masked LMs: the lens runs over encoder blocks through the MLM head
     "bert": ArchSpec("bert.encoder.layer", head="cls"),
     "roberta": ArchSpec("roberta.encoder.layer", head="lm_head"),
@@ -87,10 +94,39 @@ REGISTRY: dict[str, ArchSpec] = {
         pre_head=("vocab_transform", "activation", "vocab_layer_norm"),
         head="vocab_projector",
     ),
+    "megatron-bert": ArchSpec("bert.encoder.layer", "bert.encoder.ln", head="cls"),  # pre-LN: a final norm
+    # LFM2/3 apply their (misnamed) embedding_norm after the last block
+    **dict.fromkeys(["lfm2", "lfm2_moe", "lfm3"], ArchSpec("model.layers", "model.embedding_norm")),
 }
 
-# Names a final norm goes by, tried on the module that owns the block list (discovery only).
-NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "final_norm", "norm_f", "layer_norm", "ln_out")
+# Architectures the lens cannot run on, and why (raised as UnsupportedModelError at load).
+_SHARED = "its blocks share one set of weights (one layer group runs num_hidden_layers times), so there is no block l to cut after"
+_SPLIT = "each block's parts sit in parallel lists (attentions, layer_norm1, ffns, layer_norm2) with no module per block, so nothing marks the stream between blocks"
+_HYPER = "hyper-connections: each block carries several residual streams per position (hc_mult), merged into one only by the model's hc_head; the lens handles one stream per position"
+UNLENSABLE: dict[str, str] = {
+    "albert": _SHARED,
+    "xlm": _SPLIT,
+    "flaubert": _SPLIT,
+    "deepseek_v4": _HYPER,
+    "hy_v4": _HYPER,
+    "xlnet": "its blocks carry two streams (content and query) laid out (seq, batch, d_model), not one (batch, seq, d_model) stream",
+    "squeezebert": "its blocks carry the stream channels-first (batch, d_model, seq), not (batch, seq, d_model)",
+}
+
+# Names a final norm goes by, tried on the module that owns the block list, then on its parent
+# (discovery only; a wrong guess fails the load-time self-check rather than giving wrong rows).
+NORM_NAMES = (
+    "norm",
+    "ln_f",
+    "final_layer_norm",
+    "final_layernorm",
+    "final_norm",
+    "norm_f",
+    "layer_norm",
+    "ln_out",
+    "layernorm",
+    "LayerNorm",
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +143,13 @@ class PostHead:
 
 
 def post_head(config) -> PostHead:
-    """Read the post-head logit transforms from a model config."""
-    get = lambda name: getattr(config, name, None)  # noqa: E731
+    """Read the post-head logit transforms from a model config (or its decoder/text sub-config)."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+    def get(name: str):
+        value = getattr(config, name, None)
+        return getattr(text, name, None) if value is None else value
+
     divide = get("logits_scaling")
     multiply = get("logit_scale")
     softcap = get("final_logit_softcapping")
@@ -133,66 +174,141 @@ def model_kind(model) -> Kind:
 
 
 def spec_for(model) -> tuple[ArchSpec, bool]:
-    """The spec for ``model``: from the registry, else discovered. Returns ``(spec, discovered)``."""
-    spec = REGISTRY.get(model.config.model_type)
+    """The spec for ``model``: from the registry, else discovered. Returns ``(spec, discovered)``.
+
+    Raises:
+        UnsupportedModelError: the architecture is in :data:`UNLENSABLE` (the message says why).
+    """
+    model_type = model.config.model_type
+    if model_type in UNLENSABLE:
+        from .errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {UNLENSABLE[model_type]}"
+        )
+    spec = REGISTRY.get(model_type)
     if spec is not None:
         return spec, False
     return discover(model), True
 
 
-def discover(model) -> ArchSpec:
-    """Find blocks and final norm of an unlisted architecture by structure.
+def _layer_counts(config) -> set[int]:
+    """Block counts a config states (decoder counts only, for encoder-decoder models)."""
+    names = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers", "decoder_layers")
+    if getattr(config, "is_encoder_decoder", False):
+        names = ("num_decoder_layers", "decoder_layers") + (
+            () if hasattr(config, "decoder_layers") else ("num_layers",)
+        )
+    return {v for n in names if isinstance(v := getattr(config, n, None), int) and v > 0}
 
-    Blocks: the longest ``nn.ModuleList`` whose children share one class (for encoder-decoder
-    models, one under a ``decoder``). Final norm: a known norm name on the module that owns it.
-    Head: ``get_output_embeddings()``, plus ``final_logits_bias`` if the model has one, and a
-    ``d_model -> d_head`` projection on the owner when the head is narrower than the stream.
+
+def discover(model) -> ArchSpec:
+    """Find blocks, final norm and head of an unlisted architecture by structure.
+
+    Blocks: the ``nn.ModuleList`` whose length is the config's layer count (for encoder-decoder
+    models, one under a ``decoder``), preferring lists of one class, then the longest. Final norm: a
+    known norm name on the module that owns the blocks, else on its parent (the base model).
+    Head: the model's whole prediction head, i.e. the top-level child holding
+    ``get_output_embeddings()`` (an MLM head is dense → act → norm → decoder, not just the last
+    Linear), plus ``final_logits_bias`` if the model has one, and a ``d_model -> d_head``
+    projection on the owner when a Linear head is narrower than the stream.
     """
     import torch.nn as nn
 
     from .errors import UnsupportedModelError
 
     want_decoder = model_kind(model) == "seq2seq"
+    counts = _layer_counts(model.config)
+    names = {m: n for n, m in model.named_modules()}
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    embed_path = names.get(embed, "").split(".")
     candidates = []
     for path, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            if len({type(m) for m in module}) == 1 and (not want_decoder or "decoder" in path):
-                candidates.append((len(module), -path.count("."), path))
+        if isinstance(module, nn.ModuleList) and len(module) > 0 and (not want_decoder or "decoder" in path):
+            one_class = len({type(m) for m in module}) == 1
+            leaves = all(not any(True for _ in m.children()) for m in module)  # per-layer norms, not blocks
+            if not leaves and (one_class or len(module) in counts):
+                # closeness to the input embeddings tells the language model from a vision/audio tower
+                near = next((i for i, (a, b) in enumerate(zip(path.split("."), embed_path)) if a != b), 0)
+                candidates.append((len(module) in counts, near, one_class, len(module), -path.count("."), path))
     if not candidates:
         raise UnsupportedModelError(
             f"could not find the transformer blocks of architecture {model.config.model_type!r} "
             f"({type(model).__name__}); please open an issue with its model type"
         )
-    _, _, blocks = max(candidates)
+    blocks = max(candidates)[-1]
     owner_path = blocks.rsplit(".", 1)[0] if "." in blocks else ""
-    owner = model.get_submodule(owner_path)
     final_norm = None
-    for name in NORM_NAMES:
-        if isinstance(getattr(owner, name, None), nn.Module):
-            final_norm = f"{owner_path}.{name}" if owner_path else name
+    for where in dict.fromkeys([owner_path, owner_path.rsplit(".", 1)[0] if "." in owner_path else ""]):
+        holder = model.get_submodule(where)
+        name = next((n for n in NORM_NAMES if isinstance(getattr(holder, n, None), nn.Module)), None)
+        if name is not None:
+            final_norm = f"{where}.{name}" if where else name
             break
-    # A head narrower than the stream (OPT-350m style) needs the owner's d_model -> d_head projection.
+    head_module = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_path = names.get(head_module) if head_module is not None else None
+    head = None  # get_output_embeddings()
     pre_head: tuple[str, ...] = ()
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    d_head = getattr(head, "in_features", None)
+    if head_path:
+        # the whole prediction head: the outermost module holding the output embedding but not the
+        # blocks, e.g. BERT's ``cls`` (dense → act → LayerNorm → decoder) or RoBERTa's ``lm_head``
+        steps = head_path.split(".")
+        prefixes = [".".join(steps[: i + 1]) for i in range(len(steps))]
+        root = next(p for p in prefixes if not blocks.startswith(p + "."))
+        parent, _, _ = root.rpartition(".")
+        if root != head_path:
+            head = root
+        else:  # a bare Linear head: a sibling prediction head may feed it
+            siblings = [
+                f"{parent}.{name}" if parent else name
+                for name, child in model.get_submodule(parent).named_children()
+                if child is not head_module
+                and child is not embed
+                and not any(isinstance(m, nn.ModuleList) for m in child.modules())
+                and any(True for _ in child.parameters())
+            ]
+            if len(siblings) == 1:  # e.g. ModernBERT's ``head`` before ``decoder``, ConvBERT's generator
+                pre_head = (siblings[0],)
+    # A Linear head narrower than the stream (OPT-350m style) needs the owner's d_model -> d_head projection.
+    d_head = getattr(head_module, "in_features", None) if head is None else None
     d_model = getattr(model.config, "hidden_size", None)
-    if d_head is not None and d_model is not None and d_head != d_model:
-        for name, child in owner.named_children():
+    if not pre_head and d_head is not None and d_model is not None and d_head != d_model:
+        for name, child in model.get_submodule(owner_path).named_children():
             if isinstance(child, nn.Linear) and (child.in_features, child.out_features) == (d_model, d_head):
                 pre_head = (f"{owner_path}.{name}" if owner_path else name,)
                 break
     bias = "final_logits_bias" if hasattr(model, "final_logits_bias") else None
     scale = bool(getattr(model.config, "scale_decoder_outputs", False))  # T5-style rescale flag
-    return ArchSpec(blocks, final_norm, pre_head=pre_head, logits_bias=bias, scale_decoder_output=scale)
+    return ArchSpec(blocks, final_norm, pre_head=pre_head, head=head, logits_bias=bias, scale_decoder_output=scale)
 
 
 # -- context length ------------------------------------------------------------------------
 # Config fields holding a hard context limit (absolute position embeddings, RoPE tables).
 _CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
 # Relative-position models with no hard limit (their n_positions is only a training length).
-_NO_HARD_LIMIT = {"t5", "mt5", "umt5"}
+_NO_HARD_LIMIT = {"t5", "mt5", "umt5", "longt5", "switch_transformers"}
 # Models whose position ids start after the padding index (RoBERTa's fairseq heritage).
 _POSITIONS_AFTER_PAD = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "data2vec-text"}
+
+
+# Where an encoder-decoder model's first decoder token comes from when its config names no
+# decoder_start_token_id: a dotted config path, or "last_input" for the last non-pad input token
+# (mBART-cc25 ships so: the language id; ``shift_tokens_right`` in modeling_mbart/modeling_plbart).
+_DECODER_START = {"mbart": "last_input", "plbart": "last_input", "t5gemma": "decoder.bos_token_id"}
+
+
+def decoder_start(config, input_ids) -> int | None:
+    """The decoder's first token by the model's own rule, or ``None`` when it has no rule."""
+    start = getattr(config, "decoder_start_token_id", None)
+    rule = _DECODER_START.get(config.model_type)
+    if start is None and rule == "last_input":
+        real = [t for t in input_ids if t != getattr(config, "pad_token_id", None)]
+        start = real[-1] if real else None
+    elif start is None and rule is not None:
+        start = config
+        for name in rule.split("."):
+            start = getattr(start, name, None)
+    return int(start) if isinstance(start, int) and not isinstance(start, bool) else None
 
 
 def context_limit(config) -> int | None:

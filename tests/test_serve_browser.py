@@ -10,6 +10,7 @@ screenshots of docs/serve.md from the bundled demo model.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -98,8 +99,10 @@ def scope(model_dirs):
     return logitscope.load(str(model_dirs / "tiny-a"), device="cpu")
 
 
-def new_page(browser, errors: list[str]):
-    page = browser.new_page(viewport={"width": 1500, "height": 950})
+def new_page(browser, errors: list[str], *, strict: bool = False):
+    """A page; ``strict`` keeps the server's Content-Security-Policy in force (Playwright's
+    ``wait_for_function`` evaluates strings, which that policy forbids, so other pages bypass it)."""
+    page = browser.new_page(viewport={"width": 1500, "height": 950}, bypass_csp=not strict)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.set_default_timeout(30_000)
@@ -236,7 +239,7 @@ def test_refusals_show_a_message_not_a_traceback(server, browser):
 
 def test_logits_and_embeddings_tabs(server, browser, scope):
     errors: list[str] = []
-    page = new_page(browser, errors)
+    page = new_page(browser, errors, strict=True)  # the page and plotly work under the strict CSP
     page.goto(server.url + "#t=logits&q=" + PROMPT.replace(" ", "+") + "&g=3")
     page.wait_for_selector("#logits-table tr[data-row]")
     out = scope.logits(PROMPT, generate=3)
@@ -252,6 +255,23 @@ def test_logits_and_embeddings_tabs(server, browser, scope):
     shown = page.eval_on_selector_all(".nn-card .nn-list li .tok", "els => els.map(e => e.textContent)")
     assert shown == [visible(t) for n in near for t in n.tokens]
     assert not errors, errors
+
+
+def test_exports_download_what_the_cli_writes(server, browser, scope):
+    from logitscope.export import to_json
+
+    page = new_page(browser, [])
+    page.goto(server.url + "#q=The+quick+fox&k=4")
+    wait_grid(page, "a", scope.lens("The quick fox").n_positions)
+    with page.expect_download() as info:
+        page.click('[data-export="json"]')
+    assert info.value.suggested_filename == "logitscope-tiny-a.json"
+    data = json.loads(Path(info.value.path()).read_text())
+    assert data == json.loads(to_json(scope.lens("The quick fox", top_k=4)))
+    with page.expect_download() as info:
+        page.click('[data-export="png"]')
+    png = Path(info.value.path()).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
 
 
 def test_ctrl_c_stops_the_server_cleanly(server):  # last test using the module's server

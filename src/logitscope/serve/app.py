@@ -36,7 +36,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self' 'unsafe-eval'; connect-src 'self'; frame-ancestors 'none'"
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
     ),
 }
 

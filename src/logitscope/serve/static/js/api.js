@@ -21,7 +21,7 @@ export async function getJSON(path) {
   return r.json();
 }
 
-async function once(channel, path, body, signal, my) {
+async function once(channel, path, body, signal, my, asFile) {
   const r = await fetch(path, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -29,7 +29,7 @@ async function once(channel, path, body, signal, my) {
     signal,
   });
   const isJSON = (r.headers.get("content-type") || "").includes("json");
-  const data = isJSON ? await r.json().catch(() => ({ error: `HTTP ${r.status}` })) : await r.blob();
+  const data = r.ok && asFile ? await r.blob() : isJSON ? await r.json().catch(() => ({ error: `HTTP ${r.status}` })) : { error: `HTTP ${r.status}` };
   if (latest.get(channel) !== my) throw new Superseded();
   if (!r.ok) {
     const err = new Error((data && data.error) || `HTTP ${r.status}`);
@@ -40,9 +40,9 @@ async function once(channel, path, body, signal, my) {
   return { data, response: r };
 }
 
-// POST body to path on a channel; resolves with the parsed JSON (or a Blob for files).
+// POST body to path on a channel; resolves with the parsed JSON (a Blob with asFile).
 // 503 (queue full) is retried after Retry-After, up to three times.
-export async function post(channel, path, body) {
+export async function post(channel, path, body, { asFile = false } = {}) {
   controllers.get(channel)?.abort();
   const ctl = new AbortController();
   controllers.set(channel, ctl);
@@ -52,7 +52,7 @@ export async function post(channel, path, body) {
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        return (await once(channel, path, body, ctl.signal, my)).data;
+        return (await once(channel, path, body, ctl.signal, my, asFile)).data;
       } catch (e) {
         if (e.name === "AbortError") throw new Superseded();
         if (e.status === 503 && attempt < 3) {

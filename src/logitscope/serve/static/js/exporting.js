@@ -11,7 +11,7 @@ export function download(blob, name) {
 }
 
 export async function exportFile(format, lensBody, metric) {
-  const blob = await post("export", "/api/export", { ...lensBody, format, metric });
+  const blob = await post("export", "/api/export", { ...lensBody, format, metric }, { asFile: true });
   const stem = `logitscope-${lensBody.model.replace(/[^A-Za-z0-9._-]/g, "_")}`;
   download(blob, format === "html" ? `${stem}-${metric}.html` : `${stem}.${format}`);
 }

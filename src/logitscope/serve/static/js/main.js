@@ -165,6 +165,9 @@ function drawGrids() {
     src.hidden = !data.source_tokens;
     if (data.source_tokens) src.innerHTML = `encoder input: <code>${esc(visible(data.source_tokens.join(""), " "))}</code>`;
   }
+  // side by side, the two grids start at the same height (card A's head also holds the export buttons)
+  const headB = $("card-b").querySelector(".card-head");
+  headB.style.minHeight = state.compare ? `${$("card-a").querySelector(".card-head").offsetHeight}px` : "";
 }
 
 function rowOf(data, layer) {

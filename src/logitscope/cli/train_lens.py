@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 @clean_errors
 def train_lens_command(
     model: str = typer.Argument(..., help="Hub id, local directory or 'demo'."),
-    data: str = typer.Option(..., "--data", help="Training text: a .txt/.jsonl file or a folder of them (as for eval)."),
+    data: str = typer.Option(..., "--data", help="Training text, read as eval reads --data: .txt/.jsonl/.json/.parquet/.arrow/.csv, a folder, a save_to_disk folder, or hf:NAME[:CONFIG[:SPLIT]]."),
     out: Path = typer.Option(..., "--out", help="Output folder: config.json + params.pt (tuned-lens layout) + training_log.json."),
     steps: int = typer.Option(250, "--steps", min=1, help="Optimiser steps (paper: 250)."),
     tokens_per_step: int = typer.Option(2**18, "--tokens-per-step", min=1, help="Tokens per step over all processes (paper: 262144)."),
@@ -37,7 +37,7 @@ def train_lens_command(
     save_every: int = typer.Option(50, "--save-every", min=0, help="Steps between checkpoints (0: none)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file [default: OUT.ckpt.pt]."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
-    text_field: str = typer.Option("text", "--text-field", help="JSON key of the document text in JSONL files."),
+    text_field: str = typer.Option("text", "--text-field", help="Key (JSON) or column (Parquet, CSV, datasets) of the document text."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps ... (torchrun: cuda:LOCAL_RANK)."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
     backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend under torchrun: nccl or gloo."),

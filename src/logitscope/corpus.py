@@ -2,7 +2,8 @@
 
 What ``data=`` / ``--data`` may name (see docs/eval.md):
 
-* ``.txt``/``.text``/``.md``: one document, read in pieces cut at line ends (memory stays flat);
+* ``.txt``/``.text``/``.md`` (or any other file named directly): one document, read in pieces
+  cut at line ends (memory stays flat);
 * ``.jsonl``/``.ndjson``: one document per line, in the ``text_field`` key;
 * ``.json`` (an array of objects, or JSON Lines), ``.parquet``, ``.arrow``, ``.csv``: read by 🤗
   ``datasets`` in streaming mode, one document per row, from the ``text_field`` column;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import EmptyInputError, InputError
@@ -117,9 +119,7 @@ def list_files(path: Path) -> list[Path]:
     """The corpus files under ``path`` (itself if a file), sorted for a reproducible order."""
     if not path.exists():
         raise InputError(f"no corpus at {str(path)!r}: the path does not exist")
-    if path.is_file():
-        if not path.name.lower().endswith(SUFFIXES):
-            raise InputError(f"{str(path)!r}: unknown corpus file type; use one of {', '.join(SUFFIXES)}")
+    if path.is_file():  # a file named directly is read as plain text unless its suffix says otherwise
         return [path]
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
     if not files:
@@ -138,10 +138,10 @@ def read_file(file: Path, text_field: str, errors: str = "strict") -> Iterator[t
         yield from _rows(_saved_rows(file), file, text_field)
     elif file.name.lower().endswith(JSONL_SUFFIXES):
         yield from _jsonl(file, text_field, errors)
-    elif file.name.lower().endswith(TEXT_SUFFIXES):
-        yield from _text(file, errors)
-    else:
+    elif file.suffix.lower() in DATASETS_SUFFIXES:
         yield from _rows(_dataset_rows(file), file, text_field)
+    else:
+        yield from _text(file, errors)
 
 
 def _decode(raw: bytes, file: Path, first_line: int, offset: int, errors: str) -> str:
@@ -206,17 +206,25 @@ def _rows(rows, file: Path, text_field: str) -> Iterator[tuple[str, bool, float]
         raise InputError(f"{file}: cannot read it as a dataset (after {n} rows): {type(err).__name__}: {msg}") from None
 
 
+@contextmanager
 def _quiet_datasets():
+    """🤗 datasets without progress bars or log lines (its failures become our one InputError);
+    the caller's settings are restored afterwards."""
     import datasets
 
+    verbosity, bars = datasets.logging.get_verbosity(), datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    return datasets
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
+    try:
+        yield datasets
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
 
 
 def _dataset_rows(file: Path):
     """``(row, fraction)`` of a JSON/Parquet/Arrow/CSV file, streamed by 🤗 datasets."""
-    datasets = _quiet_datasets()
     builder = DATASETS_SUFFIXES[file.suffix.lower()]
     total = None
     if builder == "parquet":
@@ -226,23 +234,24 @@ def _dataset_rows(file: Path):
             total = pq.ParquetFile(file).metadata.num_rows
         except Exception:  # noqa: BLE001 - unreadable: the streaming reader reports it below
             total = None
-    stream = datasets.load_dataset(builder, data_files=str(file), split="train", streaming=True)
-    for i, row in enumerate(stream, 1):
-        yield row, (i / total if total else 0.0)
+    with _quiet_datasets() as datasets:
+        stream = datasets.load_dataset(builder, data_files=str(file), split="train", streaming=True)
+        for i, row in enumerate(stream, 1):
+            yield row, (i / total if total else 0.0)
 
 
 def _saved_rows(folder: Path):
     """``(row, fraction)`` of a ``save_to_disk`` folder (memory-mapped, iterated lazily)."""
-    datasets = _quiet_datasets()
-    ds = datasets.load_from_disk(str(folder))
-    if isinstance(ds, datasets.DatasetDict):
-        splits = list(ds)
-        if "train" not in splits and len(splits) != 1:
-            raise InputError(f"{folder}: a DatasetDict with splits {splits}; save one split, or name it 'train'")
-        ds = ds["train" if "train" in splits else splits[0]]
-    total = max(ds.num_rows, 1)
-    for i, row in enumerate(ds.to_iterable_dataset(), 1):
-        yield row, i / total
+    with _quiet_datasets() as datasets:
+        ds = datasets.load_from_disk(str(folder))
+        if isinstance(ds, datasets.DatasetDict):
+            splits = list(ds)
+            if "train" not in splits and len(splits) != 1:
+                raise InputError(f"{folder}: a DatasetDict with splits {splits}; save one split, or name it 'train'")
+            ds = ds["train" if "train" in splits else splits[0]]
+        total = max(ds.num_rows, 1)
+        for i, row in enumerate(ds.to_iterable_dataset(), 1):
+            yield row, i / total
 
 
 # -- the hub -------------------------------------------------------------------------------------
@@ -270,12 +279,12 @@ def check_hub(hub: tuple[str, str | None, str]) -> None:
 
 def read_hub(hub: tuple[str, str | None, str], text_field: str) -> Iterator[str]:
     """The ``text_field`` of every row of a hub dataset split, streamed."""
-    datasets = _quiet_datasets()
     name, config, split = hub
-    try:
-        stream = datasets.load_dataset(name, config, split=split, streaming=True)
-    except Exception as err:  # noqa: BLE001 - unknown name/config/split, network errors
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"cannot stream hf:{name}: {type(err).__name__}: {msg}") from None
-    for text, _, _ in _rows(((row, 0.0) for row in stream), Path(f"hf:{name}"), text_field):
-        yield text
+    with _quiet_datasets() as datasets:
+        try:
+            stream = datasets.load_dataset(name, config, split=split, streaming=True)
+        except Exception as err:  # noqa: BLE001 - unknown name/config/split, network errors
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"cannot stream hf:{name}: {type(err).__name__}: {msg}") from None
+        for text, _, _ in _rows(((row, 0.0) for row in stream), Path(f"hf:{name}"), text_field):
+            yield text

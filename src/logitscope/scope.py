@@ -312,10 +312,13 @@ class Scope:
         ``seq_len + 1`` tokens overlapping by one, so every token but the first is scored once.
 
         Args:
-            data: a path (text file, JSONL with a ``text`` field, or a directory of them; a
-                ``str`` naming an existing one counts as a path), any other ``str`` (one
-                document), an iterable of ``str`` (documents), a 1-D integer
-                tensor/array or iterable of ints (a token stream), or an iterable of id lists.
+            data: a path (text, JSONL, JSON, Parquet, Arrow or CSV file, a ``save_to_disk``
+                folder, a directory of them, or ``"hf:NAME[:CONFIG[:SPLIT]]"``; see
+                :mod:`logitscope.corpus`); a ``str`` is a path when it exists, starts with
+                ``hf:``, or has no whitespace and a corpus suffix or a ``/`` (a missing one is an
+                ``InputError``), else one document's text; an iterable of ``str`` (documents), a
+                1-D integer tensor/array or iterable of ints (a token stream), or an iterable of
+                id lists.
             max_tokens: stop after exactly this many scored tokens.
             seq_len: tokens per window (default 1024, capped at the model's context).
             batch_size: windows per forward, or ``"auto"`` (from free memory).

@@ -312,3 +312,60 @@ def test_vocab_fingerprint_tells_tokenizers_apart(scopes):
     assert vocab_fingerprint(scopes["tiny"]) == vocab_fingerprint(scopes["deep"])
     assert vocab_fingerprint(scopes["tiny"]) != vocab_fingerprint(scopes["other"])
     assert vocab_fingerprint(scopes["t5"]) == vocab_fingerprint(scopes["bert"])  # one tokenizer, same head size
+
+
+def test_requests_whose_client_left_are_not_computed(scopes):
+    """A live uvicorn: of five queued requests, the three the client cancelled never reach the model."""
+    import socket
+    import time
+
+    import httpx
+    import uvicorn
+
+    calls = []
+
+    class Counting:  # the tiny scope, with a slow, counted lens
+        def __init__(self, scope):
+            self.__dict__["_scope"] = scope
+
+        def __getattr__(self, name):
+            return getattr(self._scope, name)
+
+        def lens(self, *args, **kwargs):
+            calls.append(args[0])
+            time.sleep(0.4)
+            return self._scope.lens(*args, **kwargs)
+
+    app = create_app({"tiny": Counting(scopes["tiny"])})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+
+    async def scenario():
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+
+            def send(i):
+                return asyncio.create_task(c.post("/api/lens", json={"model": "tiny", "text": f"a {i}"}))
+
+            tasks = [send(0)]
+            while not calls:  # the first one is computing; the next four queue behind it
+                await asyncio.sleep(0.01)
+            tasks += [send(i) for i in range(1, 5)]
+            await asyncio.sleep(0.15)
+            for t in tasks[1:4]:
+                t.cancel()  # superseded while queued
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        done = asyncio.run(scenario())
+        time.sleep(0.5)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert [getattr(d, "status_code", None) for d in (done[0], done[4])] == [200, 200]
+    assert sorted(calls) == ["a 0", "a 4"], calls

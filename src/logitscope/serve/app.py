@@ -70,7 +70,7 @@ def _status(err: LogitscopeError) -> int:
 
 
 def _json_bytes(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return json.dumps(data, allow_nan=False, separators=(",", ":")).encode()  # ASCII: even a lone surrogate is safe
 
 
 def create_app(

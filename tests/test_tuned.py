@@ -88,6 +88,8 @@ def test_tuned_rows_equal_tail_of_translated_stream(name, tail):
     _assert_matches(res, _oracle_logprobs(model, IDS, ws, bs, tail(model)), IDS)
     assert res.meta["lens"] == "tuned" and res.meta["tuned_lens"]
     assert scope.lens(IDS).meta["lens"] == "logit"
+    sub = scope.lens(IDS, tuned=lens, layers=[1, -1])  # a subset of rows keeps each row's translator
+    np.testing.assert_allclose(sub.entropy, res.entropy[[1, tiny.L]], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["llama", "gemma2", "opt"])

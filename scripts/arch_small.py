@@ -69,7 +69,13 @@ _SIZES: dict[str, int] = {
         ["head_dim", "d_kv", "attention_head_dim", "kv_channels", "d_head", "attention_head_size"], HEAD_DIM
     ),
     **dict.fromkeys(["qk_nope_head_dim", "v_head_dim", "qk_head_dim"], HEAD_DIM),
-    "qk_rope_head_dim": 8,
+    **dict.fromkeys(["qk_rope_head_dim", "pronunciation_embed_dim", "shape_embed_dim"], HEAD_DIM),
+    "rotary_dim": 8,
+    **dict.fromkeys(["dim_ff", "intermediate_size_mlp"], FFN),
+    "vocab_size_per_layer_input": V,
+    "hidden_size_per_layer_input": 16,
+    **dict.fromkeys(["src_vocab_size", "tgt_vocab_size"], V),
+    **dict.fromkeys(["entity_vocab_size", "shape_vocab_size", "pronunciation_vocab_size"], 64),
     **dict.fromkeys(["kv_lora_rank", "q_lora_rank"], 32),
     **dict.fromkeys(
         ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_total"], 4
@@ -95,10 +101,21 @@ _TOKEN_IDS = {
 # Per model type: extra config kwargs (after the generic shrink) where the names above are not enough.
 OVERRIDES: dict[str, dict] = {
     "longformer": {"attention_window": 4},  # pads 6 tokens to 8 inside the model (default: 512)
+    "esm": {"pad_token_id": 1, "mask_token_id": 5},  # ESM checkpoints set these; the config class does not
 }
 
 
+# Size fields whose ``None`` default the models cannot run with (real checkpoints always set them).
+_FILL_NONE = {k for k, v in _SIZES.items() if k not in ("num_experts", "num_local_experts", "n_routed_experts")}
+_FILL_NONE -= {"num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k", "top_k_experts", "n_inner"}
+_FILL_NONE -= {"n_group", "topk_group", "n_shared_experts", "num_shared_experts", "moe_num_experts"}
+
+
 def _shrink_value(key: str, value, n_layers_before: int | None):
+    if value is None and key in _FILL_NONE:
+        return _SIZES[key]
+    if value is None and key in _KV:
+        return KV_HEADS
     if isinstance(value, bool) or value is None:
         return value
     if key in _SIZES and isinstance(value, int) and value > 0:
@@ -117,16 +134,33 @@ def _shrink_value(key: str, value, n_layers_before: int | None):
 
 
 def shrink(config_dict: dict) -> dict:
-    """Shrunk kwargs for a config: sizes by field name, per-layer lists cut, sub-configs recursed."""
+    """The kwargs that shrink a config: sizes by field name, per-layer lists and dicts cut to the
+    first blocks, sub-configs recursed. Only changed fields are returned, so fields a config derives
+    from others (``head_dim``, ``lru_width``, ``layer_types``...) are derived again from the new sizes."""
     n_before = next(
         (config_dict[k] for k in ("num_hidden_layers", "n_layer", "num_layers", "n_layers") if k in config_dict), None
     )
+    n_before = n_before if isinstance(n_before, int) else None
     out = {}
     for key, value in config_dict.items():
         if isinstance(value, dict) and ("model_type" in value or key.endswith("_config")):
-            out[key] = shrink(value)
+            new = shrink(value)
+            if new:
+                out[key] = {**({"model_type": value["model_type"]} if "model_type" in value else value), **new}
+            continue
+        if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
+            new = {k: v for k, v in value.items() if int(k) < LAYERS}  # per-layer settings keyed by index
         else:
-            out[key] = _shrink_value(key, value, n_before if isinstance(n_before, int) else None)
+            new = _shrink_value(key, value, n_before)
+        if new != value:
+            out[key] = new
+    experts = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+    if any(config_dict.get(k) for k in experts) and config_dict.get("num_experts_per_tok", 0) is None:
+        out["num_experts_per_tok"] = 2
+    if "kv_lora_rank" in config_dict:  # multi-head latent attention: as many key/value heads as heads
+        for key in _KV:
+            if key in config_dict:
+                out[key] = HEADS
     return out
 
 

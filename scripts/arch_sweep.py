@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import signal
 import sys
 import time
@@ -91,8 +92,6 @@ def _first_line(err: BaseException) -> str:
 def decoder_start(model) -> int | None:
     """The decoder's first token by the model's own code: its config, ``_shift_right`` or
     ``shift_tokens_right`` (mBART: the last non-pad input token); ``None`` when it has no rule."""
-    import inspect
-
     import torch
 
     start = getattr(model.config, "decoder_start_token_id", None)
@@ -109,23 +108,44 @@ def decoder_start(model) -> int | None:
 
 
 def forward_inputs(model) -> dict:
+    """What the lens feeds the model: the ids (and decoder ids), no KV cache (as the lens runs)."""
     import torch
 
     kw = {"input_ids": torch.tensor([SRC])}
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        kw["use_cache"] = False
     if getattr(model.config, "is_encoder_decoder", False):
         kw["decoder_input_ids"] = torch.tensor([[decoder_start(model), *TGT]])
     return kw
 
 
-def oracle(model, blocks_path: str, n_keep: int):
-    """(positions, vocab) float64 log-probs of a deep copy of ``model`` cut after ``n_keep`` blocks."""
+def oracle(model, blocks_path: str, n_keep: int, *, identity_block: bool = False):
+    """(positions, vocab) float64 log-probs of a deep copy of ``model`` cut after ``n_keep`` blocks.
+
+    ``identity_block`` (for ``n_keep == 0`` in models that cannot run with no blocks at all, e.g.
+    DeBERTa-v2): keep one block but make it hand its input stream straight through.
+    """
     import torch
     from torch import nn
 
     cut = copy.deepcopy(model)
     parent_path, _, name = blocks_path.rpartition(".")
     parent = cut.get_submodule(parent_path) if parent_path else cut
-    setattr(parent, name, nn.ModuleList(list(getattr(parent, name))[:n_keep]))
+    kept = list(getattr(parent, name))[: max(n_keep, 1 if identity_block else 0)]
+    setattr(parent, name, nn.ModuleList(kept))
+    if identity_block:
+        seen = {}
+
+        def take_input(module, args, kwargs):
+            seen["h"] = args[0] if args else kwargs["hidden_states"]
+
+        def pass_through(module, args, kwargs, output):
+            if isinstance(output, torch.Tensor):
+                return seen["h"]
+            return (seen["h"], *output[1:])
+
+        kept[0].register_forward_pre_hook(take_input, with_kwargs=True)
+        kept[0].register_forward_hook(pass_through, with_kwargs=True)
     with torch.no_grad():
         return cut(**forward_inputs(model)).logits[0].double().log_softmax(-1)
 
@@ -146,24 +166,42 @@ def compare(res, logp, final) -> float:
     return float(max(diffs))
 
 
+def build_and_run(entry: Entry):
+    """The small model and its own (positions, vocab) float64 log-probs, from the first config that
+    works: each model type naming the class, then its text (decoder) sub-config."""
+    import torch
+
+    first = None
+    for model_type in entry.model_types:
+        for text_only in (False, True):
+            try:
+                config = arch_small.small_config(model_type)
+                if text_only:
+                    if config.get_text_config(decoder=True) is config:
+                        continue
+                    config = config.get_text_config(decoder=True)
+                model = arch_small.build(entry.class_name, config)
+                if getattr(config, "is_encoder_decoder", False) and decoder_start(model) is None:
+                    # no rule of its own (T5, whose config class drops the field): set it, as checkpoints do
+                    model.config.decoder_start_token_id = config.pad_token_id if config.pad_token_id is not None else 0
+                with torch.no_grad():
+                    full = model(**forward_inputs(model)).logits[0].double().log_softmax(-1)
+                if not torch.isfinite(full).all():
+                    raise ValueError("the small model's own logits are not finite")
+                return model, full
+            except Exception as err:  # noqa: BLE001 - try the next config; report the first failure
+                first = first or err
+    raise first
+
+
 def check(entry: Entry) -> Outcome:
     """Build ``entry`` small and compare every lens row with the truncation oracle."""
-    import torch
 
     import logitscope
     from logitscope.errors import UnsupportedModelError
 
-    model_type = entry.model_types[0]
     try:
-        config = arch_small.small_config(model_type)
-        model = arch_small.build(entry.class_name, config)
-        if getattr(config, "is_encoder_decoder", False) and decoder_start(model) is None:
-            # no rule of its own (T5, whose config class drops the field): set it, as checkpoints do
-            model.config.decoder_start_token_id = config.pad_token_id if config.pad_token_id is not None else 0
-        with torch.no_grad():
-            full = model(**forward_inputs(model)).logits[0].double().log_softmax(-1)
-        if not torch.isfinite(full).all():
-            return Outcome(entry, "not-buildable", "the small model's own logits are not finite")
+        model, full = build_and_run(entry)
     except Exception as err:  # noqa: BLE001 - any failure to build or run is reported, not raised
         return Outcome(entry, "not-buildable", _first_line(err))
     try:
@@ -183,9 +221,14 @@ def check(entry: Entry) -> Outcome:
     for row in range(n_blocks + 1):
         try:
             logp = full if row == n_blocks else oracle(model, parts.spec.blocks, row)
-        except Exception as err:  # noqa: BLE001 - the cut model fails: an unverified row counts as wrong
-            problems.append(f"row {row} has no oracle (the cut model fails: {_first_line(err)[:120]})")
-            continue
+        except Exception as err:  # noqa: BLE001 - the cut model fails
+            try:  # a model that needs at least one block: row 0 through one pass-through block
+                if row != 0:
+                    raise
+                logp = oracle(model, parts.spec.blocks, 0, identity_block=True)
+            except Exception:  # noqa: BLE001 - no oracle: an unverified row counts as wrong
+                problems.append(f"row {row} has no oracle (the cut model fails: {_first_line(err)[:120]})")
+                continue
         diff = compare(tuple(s[row] for s in stats[:3]) + (stats[3],), logp, full)
         worst = max(worst, diff) if diff == diff else float("nan")
         if not diff <= ATOL:

@@ -111,6 +111,10 @@ UNLENSABLE: dict[str, str] = {
     "hy_v4": _HYPER,
     "xlnet": "its blocks carry two streams (content and query) laid out (seq, batch, d_model), not one (batch, seq, d_model) stream",
     "squeezebert": "its blocks carry the stream channels-first (batch, d_model, seq), not (batch, seq, d_model)",
+    "fsmt": "its decoder blocks carry the stream fairseq-style (seq, batch, d_model), not (batch, seq, d_model)",
+    "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
+    "prophetnet": "its logits come from the first of config.ngram predicting streams that the decoder blocks carry beside the main stream, not from one stream per position",
+    "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",
 }
 
 # Names a final norm goes by, tried on the module that owns the block list, then on its parent
@@ -126,6 +130,8 @@ NORM_NAMES = (
     "ln_out",
     "layernorm",
     "LayerNorm",
+    "output_layernorm",
+    "emb_layer_norm_after",
 )
 
 
@@ -152,7 +158,7 @@ def post_head(config) -> PostHead:
 
     divide = get("logits_scaling")
     multiply = get("logit_scale")
-    softcap = get("final_logit_softcapping")
+    softcap = get("final_logit_softcapping") or get("logits_soft_cap")  # RecurrentGemma: logits_soft_cap
     names = [n for n, v in (("logits_scaling", divide), ("logit_scale", multiply), ("softcap", softcap)) if v]
     return PostHead(
         divide_by=float(divide) if divide not in (None, 1, 1.0) else None,
@@ -263,7 +269,7 @@ def discover(model) -> ArchSpec:
                 f"{parent}.{name}" if parent else name
                 for name, child in model.get_submodule(parent).named_children()
                 if child is not head_module
-                and child is not embed
+                and not isinstance(child, nn.Embedding)
                 and not any(isinstance(m, nn.ModuleList) for m in child.modules())
                 and any(True for _ in child.parameters())
             ]

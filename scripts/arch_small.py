@@ -81,7 +81,8 @@ _SIZES: dict[str, int] = {
         ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_total"], 4
     ),
     **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k", "top_k_experts"], 2),
-    **dict.fromkeys(["n_group", "topk_group", "n_shared_experts", "num_shared_experts"], 1),
+    **dict.fromkeys(["n_group", "topk_group", "n_shared_experts", "num_shared_experts", "num_expert_group"], 1),
+    "num_experts_per_token": 2,
     **dict.fromkeys(["vocab_size", "n_vocab", "text_vocab_size"], V),
     **dict.fromkeys(["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"], MAX_POS),
 }
@@ -102,6 +103,11 @@ _TOKEN_IDS = {
 OVERRIDES: dict[str, dict] = {
     "longformer": {"attention_window": 4},  # pads 6 tokens to 8 inside the model (default: 512)
     "esm": {"pad_token_id": 1, "mask_token_id": 5},  # ESM checkpoints set these; the config class does not
+    "esmc": {"num_key_value_heads": HEADS},  # no grouped-query attention
+    "mamba2": {"head_dim": 2 * D // HEADS},  # num_heads * head_dim == expand * hidden_size
+    "lfm2_moe": {"layer_types": ["conv", "full_attention", "conv"], "num_dense_layers": 1},
+    "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
+    "gemma3n_text": {"num_kv_shared_layers": 0},
 }
 
 
@@ -109,6 +115,17 @@ OVERRIDES: dict[str, dict] = {
 _FILL_NONE = {k for k, v in _SIZES.items() if k not in ("num_experts", "num_local_experts", "n_routed_experts")}
 _FILL_NONE -= {"num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k", "top_k_experts", "n_inner"}
 _FILL_NONE -= {"n_group", "topk_group", "n_shared_experts", "num_shared_experts", "moe_num_experts"}
+
+
+def _cut_layers(values: list) -> list:
+    """The first blocks' per-layer settings, swapping in the first of each kind missing from them
+    (hybrid models whose first layers are all linear attention still get an attention layer)."""
+    out = list(values[:LAYERS])
+    hashable = all(isinstance(v, (str, int, float, type(None))) for v in values)
+    missing = [v for v in dict.fromkeys(values) if v not in out] if hashable else []
+    for i, value in enumerate(missing[: LAYERS - 1]):
+        out[LAYERS - 1 - i] = value
+    return out
 
 
 def _shrink_value(key: str, value, n_layers_before: int | None):
@@ -128,8 +145,10 @@ def _shrink_value(key: str, value, n_layers_before: int | None):
         if isinstance(value, list):
             return [v if v < V else _TOKEN_IDS[key] for v in value if isinstance(v, int)]
         return value
+    if isinstance(value, list) and key in _SIZES and all(isinstance(v, int) for v in value):
+        value = [min(v, _SIZES[key]) for v in value]  # per-layer sizes (Gemma 3n's intermediate_size)
     if isinstance(value, list) and n_layers_before and len(value) == n_layers_before:
-        return value[:LAYERS]  # per-layer settings (layer_types, ...)
+        return _cut_layers(value)  # per-layer settings (layer_types, ...)
     return value
 
 
@@ -200,6 +219,8 @@ def build(class_name: str, config, *, seed: int = 0, noise: float = 0.05):
     del probe
     torch.manual_seed(seed)
     model = cls(config)
+    if hasattr(model, "set_default_language"):  # X-MOD: one adapter per language, chosen before use
+        model.set_default_language(getattr(config, "default_language", None) or config.languages[0])
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * noise)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedModelError
+from .registry import stream_order
 
 
 class _StopForward(Exception):
@@ -131,4 +132,7 @@ def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], *
     missing = set(rows) - set(captured)
     if missing:
         raise UnsupportedModelError(f"the forward pass never reached stream rows {sorted(missing)}")
+    order = stream_order(model.config) if hasattr(model, "config") else None
+    if order is not None:  # e.g. XLNet's (seq, batch, d) streams, as (batch, seq, d)
+        captured.update({row: h.permute(*order) for row, h in captured.items()})
     return captured

@@ -84,6 +84,7 @@ REGISTRY: dict[str, ArchSpec] = {
     **dict.fromkeys(["bart", "mbart", "pegasus", "marian", "plbart"], _BART),
     # BigBird-Pegasus applies its (misnamed) layernorm_embedding after the last decoder block
     "bigbird_pegasus": replace(_BART, final_norm="model.decoder.layernorm_embedding"),
+    "fsmt": ArchSpec("model.decoder.layers", head="model.decoder.output_projection"),  # not get_output_embeddings()
     # masked LMs: the lens runs over encoder blocks through the MLM head
     "bert": ArchSpec("bert.encoder.layer", head="cls"),
     "roberta": ArchSpec("roberta.encoder.layer", head="lm_head"),
@@ -109,13 +110,23 @@ UNLENSABLE: dict[str, str] = {
     "flaubert": _SPLIT,
     "deepseek_v4": _HYPER,
     "hy_v4": _HYPER,
-    "xlnet": "its blocks carry two streams (content and query) laid out (seq, batch, d_model), not one (batch, seq, d_model) stream",
     "squeezebert": "its blocks carry the stream channels-first (batch, d_model, seq), not (batch, seq, d_model)",
-    "fsmt": "its decoder blocks carry the stream fairseq-style (seq, batch, d_model), not (batch, seq, d_model)",
+    "gemma3n_text": "AltUp: its blocks carry altup_num_inputs parallel predictions of the stream per position, merged into one only after the last block",
     "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
     "prophetnet": "its logits come from the first of config.ngram predicting streams that the decoder blocks carry beside the main stream, not from one stream per position",
     "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",
 }
+
+# Block streams laid out otherwise than (batch, seq, d_model): the permutation that makes them so
+# (applied to every captured row). XLNet's blocks also carry a query stream; the content stream
+# (the block output's first entry) is the one its head reads when no target mapping is given.
+_STREAM_ORDER: dict[str, tuple[int, ...]] = {"xlnet": (1, 0, 2), "fsmt": (1, 0, 2)}
+
+
+def stream_order(config) -> tuple[int, ...] | None:
+    """The permutation from a model's block-stream layout to (batch, seq, d_model), or ``None``."""
+    return _STREAM_ORDER.get(getattr(config, "model_type", None))
+
 
 # Names a final norm goes by, tried on the module that owns the block list, then on its parent
 # (discovery only; a wrong guess fails the load-time self-check rather than giving wrong rows).

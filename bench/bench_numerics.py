@@ -11,6 +11,9 @@ arithmetic of the statistics differs:
 Prints the max absolute error of entropy, KL to final and target log-prob, and kernel÷plain:
 
     .venv/bin/python bench/bench_numerics.py --vocab 32000 50257 128256 262144
+
+``--kernel-file`` measures another kernel.py instead (e.g. the one before the pairwise sums:
+``git show 88bda05:src/logitscope/kernel.py > /tmp/kernel_bmm.py``).
 """
 
 from __future__ import annotations
@@ -68,9 +71,20 @@ def _stats(logp: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]
     }
 
 
+KERNEL_FILE: str | None = None  # set by --kernel-file
+
+
 def kernel(logits: torch.Tensor, targets: torch.Tensor, chunk_rows: int = 512) -> dict[str, torch.Tensor]:
     """The kernel's statistics, the logits passed through an identity ``unembed``."""
-    from logitscope.kernel import stream_stats
+    if KERNEL_FILE:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("kernel_under_test", KERNEL_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        stream_stats = module.stream_stats
+    else:
+        from logitscope.kernel import stream_stats
 
     def unembed(h, out=None):
         return out.copy_(h) if out is not None else h.clone()
@@ -98,7 +112,10 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernel-file", help="a kernel.py to measure instead of logitscope.kernel")
     args = ap.parse_args()
+    global KERNEL_FILE
+    KERNEL_FILE = args.kernel_file
     torch.set_num_threads(args.threads)
     print("max |error| vs float64 truth (nats), worst over seeds; ratio = kernel ÷ plain float32 log_softmax")
     print(f"{'vocab':>8} {'statistic':>15} {'plain f32':>11} {'kernel':>11} {'ratio':>7}")

@@ -154,6 +154,10 @@ def test_grid_panel_metric_pin_compare_and_reload(server, browser, scope, tmp_pa
     page.wait_for_function("[...document.querySelectorAll('#topk-list .delta')].every(d => d.textContent !== '\u2026')")
     assert page.locator("#topk-list .delta.up, #topk-list .delta.down, #topk-list .delta.same").count() == 10
     assert f"cell=a%3A{r}%3A{p}" in page.url
+    page.keyboard.press("ArrowUp")  # the arrow keys move the selection
+    page.wait_for_selector(f'#topk-list[data-layer="{r + 1}"][data-pos="{p}"]')
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector(f'#topk-list[data-layer="{r}"][data-pos="{p}"]')
 
     # switch metric: KL to final colours the output row uniformly (KL = 0 there)
     before = cell_fills(page)

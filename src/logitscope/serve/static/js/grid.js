@@ -23,7 +23,7 @@ export function fitWidth(need, P, available) {
 }
 
 // Draw the grid into `container`; returns the <svg>.
-export function renderGrid(container, data, { values, color, selected, kind, width }) {
+export function renderGrid(container, data, { values, color, selected, kind, width, mask }) {
   const S = data.layer_names.length, P = data.tokens.length;
   const W = width || cellWidth(data);
   const totalW = LEFT + P * W + 12, totalH = TOP + S * H + BOTTOM;
@@ -56,7 +56,8 @@ export function renderGrid(container, data, { values, color, selected, kind, wid
   }
   for (let p = 0; p < P; p++) {
     const cx = LEFT + p * W + (W - GAP) / 2;
-    parts.push(`<text class="xlabel" x="${cx}" y="${TOP + S * H + 14}" text-anchor="middle" font-family="${FONT}" font-size="11" fill="#1d2330">${esc(label(data.tokens[p], 9))}</text>`);
+    const isMask = mask && data.tokens[p] === mask; // masked LMs: the hidden positions stand out
+    parts.push(`<text class="xlabel" x="${cx}" y="${TOP + S * H + 14}" text-anchor="middle" font-family="${FONT}" font-size="11" fill="${isMask ? "#4f46e5" : "#1d2330"}"${isMask ? ' font-weight="700"' : ""}>${esc(label(data.tokens[p], 9))}</text>`);
     parts.push(`<text x="${cx}" y="${TOP + S * H + 28}" text-anchor="middle" font-family="${SANS}" font-size="9" fill="#9aa1b0">${p}</text>`);
     const t = data.target_ids[p];
     if (t >= 0) parts.push(`<text x="${cx}" y="${TOP - 10}" text-anchor="middle" font-family="${FONT}" font-size="11" font-style="italic" fill="#0b7a43">${esc(label(tok(t), 9))}</text>`);

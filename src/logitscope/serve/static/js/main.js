@@ -156,7 +156,8 @@ function drawGrids() {
   for (const s of sides) {
     const data = lens[s];
     const sel = state.cell && state.cell.side === s ? { row: rowOf(data, state.cell.layer), pos: state.cell.pos } : null;
-    renderGrid($(`grid-${s}`), data, { values: values[s], color, selected: sel, kind: data.meta.kind, width });
+    const mask = model(data.model_name)?.mask_token;
+    renderGrid($(`grid-${s}`), data, { values: values[s], color, selected: sel, kind: data.meta.kind, width, mask });
     $(`legend-${s}`).innerHTML = legendHTML(spec, limits);
     const stride = data.stride > 1 ? ` \u00b7 every ${data.stride} layers` : "";
     const tag = state.compare ? `${s.toUpperCase()} \u00b7 ` : "";
@@ -377,6 +378,16 @@ function bind() {
       }
     });
   }
+  document.addEventListener("keydown", (e) => { // arrow keys move the selected cell
+    const moves = { ArrowUp: [1, 0], ArrowDown: [-1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (!moves[e.key] || state.tab !== "lens" || !state.cell || /INPUT|TEXTAREA|SELECT/.test(e.target.tagName)) return;
+    const data = lens[state.cell.side];
+    if (!data) return;
+    e.preventDefault();
+    const r = Math.min(data.layers.length - 1, Math.max(0, rowOf(data, state.cell.layer) + moves[e.key][0]));
+    const p = Math.min(data.tokens.length - 1, Math.max(0, state.cell.pos + moves[e.key][1]));
+    selectCell(state.cell.side, r, p).then(() => { if (state.compare) runCompare(); });
+  });
   $("copy-link").addEventListener("click", async () => {
     save();
     try { await navigator.clipboard.writeText(location.href); toast("link copied"); }

@@ -4,7 +4,7 @@ import { el, esc, fmtNum, fmtP, visible } from "./text.js";
 
 const $ = (id) => document.getElementById(id);
 
-export function clearPanel(message = "Click a cell to see its top tokens.") {
+export function clearPanel(message = "Click a cell (or move with the arrow keys) to see its top tokens.") {
   $("panel-empty").textContent = message;
   $("panel-empty").hidden = false;
   $("panel-body").hidden = true;

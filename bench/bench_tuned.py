@@ -120,8 +120,8 @@ def check_agreement(model: str, threads: int, seq_len: int) -> float:
     for p in scope.model.parameters():
         p.requires_grad_(False)
     plain_step(scope, W, b, opt, x)
-    diff = max(float((t.weight - W[i]).abs().max()) for i, t in enumerate(ours.translators))
-    scale = float(W.abs().max())
+    diff = max(float((t.weight - W[i]).detach().abs().max()) for i, t in enumerate(ours.translators))
+    scale = float(W.detach().abs().max())
     if not diff <= 1e-4 * max(scale, 1e-6) + 1e-7:
         raise SystemExit(f"ours and plain disagree after one step: max |ΔW| {diff:.3g} (|W| {scale:.3g})")
     return diff

@@ -37,6 +37,9 @@ def embed(
     if metric not in METRICS:
         fail(f"unknown --metric {metric!r}; choose one of {', '.join(METRICS)}")
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    vocab = scope.model.get_input_embeddings().weight.shape[0]
+    if nearest >= vocab:
+        fail(f"--nearest {nearest}: the vocabulary has only {vocab - 1} other tokens")
     emb = scope.embed(token_or_text, special_tokens=False)
     near = scope.nearest(emb.token_ids.tolist(), k=nearest, metric=metric)
     if fmt == "json":

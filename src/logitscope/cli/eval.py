@@ -81,6 +81,11 @@ def eval_command(
             from ..tuned import TunedLens
 
             lens = TunedLens.load(tuned, scope=scope)
+        scope_b = None
+        if compare is not None:  # loaded and checked against A before the run (cli/diff.py)
+            from .diff import load_compare
+
+            scope_b = load_compare(scope, compare, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         with _progress_bar(enabled=ctx.is_main) as progress:
             result = scope.evaluate(
                 corpus,
@@ -109,7 +114,7 @@ def eval_command(
 
                 corpus_b = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
                 kw = dict(max_tokens=max_tokens, seq_len=seq_len, confidence=confidence, n_boot=n_boot, seed=seed)
-                eval_compare(scope, compare, corpus_b, out, plots=plots, device=device, dtype=dtype, **kw)
+                eval_compare(scope, scope_b, corpus_b, out, plots=plots, **kw)
     finally:
         shutdown(ctx)
 
@@ -138,7 +143,8 @@ class _progress_bar:
                 self._start()
             elapsed = time.perf_counter() - t0
             rate = f"{done / elapsed:,.0f} tok/s" if elapsed > 0 else ""
-            self.bar.update(self.task, completed=done, total=max(total, done) if total else None, rate=rate)
+            total = max(total, done) if total else None
+            self.bar.update(self.task, completed=done, total=total, rate=rate, tokens=plural(done, "token"))
 
         return update
 
@@ -149,7 +155,7 @@ class _progress_bar:
         self.bar = Progress(
             TextColumn("[bold]eval"),
             BarColumn(),
-            TextColumn("{task.completed:,.0f} tokens"),
+            TextColumn("{task.fields[tokens]}"),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -158,7 +164,7 @@ class _progress_bar:
             transient=False,
         )
         self.bar.start()
-        self.task = self.bar.add_task("eval", total=None, rate="")
+        self.task = self.bar.add_task("eval", total=None, rate="", tokens="")
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -49,6 +49,9 @@ def logits(
     if generate is not None and target is not None:
         fail("give --target or --generate, not both")
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    vocab = scope.model.get_input_embeddings().weight.shape[0]
+    if top_k > vocab:
+        fail(f"--top-k {top_k} is more than the vocabulary ({vocab} tokens)")
     out = scope.logits(text, target=target, generate=generate, truncate=truncate)
     if save is not None:
         out.save(save)

@@ -206,3 +206,15 @@ def test_eval_compare_cli(tiny_lm_dir, tmp_path):
     assert [r["b_name"] for r in data["layers"]] == ["embed", "1", "1", "2"]
     assert data["n_tokens"] == json.loads((out / "metrics.json").read_text())["n_tokens"]
     assert (out / "compare.png").exists() and "KL(A" in res.stdout
+
+
+def test_eval_compare_refuses_before_the_run(tiny_lm_dir, tmp_path):
+    other = tmp_path / "small_vocab"
+    tiny.build("gpt2").save_pretrained(other)  # vocab 96, no tokenizer
+    text = tmp_path / "c.txt"
+    text.write_text(tiny.TEXT)
+    out = tmp_path / "run"
+    args = ["eval", str(tiny_lm_dir), "--data", str(text), "--out", str(out), "--compare", str(other)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "vocabularies differ" in res.output
+    assert not (out / "metrics.json").exists()  # refused before A's evaluation ran

@@ -83,15 +83,23 @@ def diff(
         res.plot(plot, metric=metric)
 
 
-def eval_compare(scope, model_b: str, corpus, out: Path, *, plots: bool, device: str, dtype: str, **kwargs) -> None:
+def load_compare(scope, model_b: str, *, device: str, dtype: str, trust_remote_code: bool = False):
+    """Model B of ``eval --compare``, loaded and checked against A (vocabulary, kind) before any work."""
+    from ..diff import _check_same_vocab
+
+    b = load_scope(model_b, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    _check_same_vocab(scope, b)
+    return b
+
+
+def eval_compare(scope, b, corpus, out: Path, *, plots: bool, **kwargs) -> None:
     """``logitscope eval A --compare B``: per-layer KL(A ‖ B) curves over the corpus, saved beside A's."""
     from rich.console import Console
     from rich.table import Table
 
     from ..diff_corpus import compare_corpus
 
-    b = load_scope(model_b, device=device, dtype=dtype)
-    with status(f"comparing with {model_b}"):
+    with status(f"comparing with {b.name}"):
         res = compare_corpus(scope, b, corpus, **kwargs)
     paths = res.save(out, plots=plots)
     level = int(round(100 * res.meta["confidence"]))

@@ -14,7 +14,7 @@ page does. The script then checks, and exits 1 unless all hold:
 
 It prints p50/p95 latency (per request, retries included) and the status counts::
 
-    .venv/bin/python bench/bench_serve.py          # ~1-2 min on a shared 2-core CPU
+    .venv/bin/python bench/bench_serve.py          # ~3-4 min on a shared 2-core CPU
 """
 
 from __future__ import annotations

@@ -109,5 +109,7 @@ def test_bad_training_data(llama):
         train_lens(llama, np.full(200, tiny.V + 3), config=cfg)
     with pytest.raises(InputError, match="steps must be"):
         train_lens(llama, _ids(200), config=TrainConfig(steps=0))
+    with pytest.raises(InputError, match="chunk_rows"):
+        train_lens(llama, _ids(200), config=TrainConfig(chunk_rows=0))
     with pytest.raises(InputError, match="causal"):
         train_lens(Scope(tiny.build("bert")), _ids(200), config=cfg)

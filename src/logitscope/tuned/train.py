@@ -36,7 +36,7 @@ import torch
 from ..capture import run_captured
 from ..data import resolve_seq_len, token_stream, windows
 from ..distributed import DistContext
-from ..errors import EmptyInputError, InputError
+from ..errors import EmptyInputError, InputError, LensMismatchError
 from ..kernel import default_chunk_rows
 from .checkpoint import check_resumable, default_path, load_checkpoint, save_checkpoint
 from .lens import TunedLens
@@ -85,6 +85,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise InputError(f"{name} must be a non-negative integer, not {v!r}")
+        if self.chunk_rows is not None and (
+            isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int) or self.chunk_rows < 1
+        ):
+            raise InputError(f"chunk_rows must be a positive integer or None, not {self.chunk_rows!r}")
         if not self.lr > 0 or not 0 <= self.momentum < 1 or not self.weight_decay >= 0 or not self.grad_clip > 0:
             raise InputError("need lr > 0, 0 <= momentum < 1, weight_decay >= 0 and grad_clip > 0")
 
@@ -135,6 +139,9 @@ def train_lens(
     if resume:
         state = load_checkpoint(checkpoint)
         check_resumable(state, settings, checkpoint)
+        old = state.get("lens_config", {})
+        if (old.get("d_model"), old.get("num_hidden_layers")) != (lens.d_model, lens.n_layers):
+            raise LensMismatchError(f"{checkpoint} holds a lens for another model (d_model/layers differ)")
         lens.translators.load_state_dict(state["translators"])
         opt.load_state_dict(state["optimizer"])
         start, log = int(state["step"]), list(state["log"])

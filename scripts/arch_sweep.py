@@ -48,7 +48,7 @@ SEQ = 6
 SRC = [(7 + 13 * i) % arch_small.V for i in range(SEQ)]  # avoids the special ids 0..6
 TGT = [14, 52, 9, 30]
 ATOL = 1e-4  # on entropy, KL and log-probs (nats); float32 model, float64 oracle
-TIME_LIMIT_S = 60
+TIME_LIMIT_S = 120  # per class; generous: CI machines are shared
 
 
 @dataclass
@@ -246,11 +246,9 @@ def _alarm(signum, frame):
 
 def sweep(selected: list[str] | None = None, *, log=None) -> list[Outcome]:
     """Check every class (or those whose class name or model type is in ``selected``)."""
-    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     outcomes = []
     use_alarm = hasattr(signal, "SIGALRM")
     old = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None

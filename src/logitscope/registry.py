@@ -112,6 +112,10 @@ UNLENSABLE: dict[str, str] = {
     "hy_v4": _HYPER,
     "squeezebert": "its blocks carry the stream channels-first (batch, d_model, seq), not (batch, seq, d_model)",
     "gemma3n_text": "AltUp: its blocks carry altup_num_inputs parallel predictions of the stream per position, merged into one only after the last block",
+    **dict.fromkeys(
+        ["inkling2", "inkling2_text"],
+        "block attention residuals: its head reads a learned attention-weighted mix of every block's output, not the last block's stream",
+    ),
     "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
     "prophetnet": "its logits come from the first of config.ngram predicting streams that the decoder blocks carry beside the main stream, not from one stream per position",
     "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",
@@ -167,7 +171,8 @@ def post_head(config) -> PostHead:
         value = getattr(config, name, None)
         return getattr(text, name, None) if value is None else value
 
-    divide = get("logits_scaling")
+    # Inkling divides the normed stream by logits_mup_width_multiplier: the same as the logits, its head has no bias
+    divide = get("logits_scaling") or get("logits_mup_width_multiplier")
     multiply = get("logit_scale")
     softcap = get("final_logit_softcapping") or get("logits_soft_cap")  # RecurrentGemma: logits_soft_cap
     names = [n for n, v in (("logits_scaling", divide), ("logit_scale", multiply), ("softcap", softcap)) if v]

@@ -1,0 +1,137 @@
+"""Every LM architecture transformers can build, lensed row by row against the model cut after that block.
+
+The sweep (``scripts/arch_sweep.py``) walks transformers' own causal-LM, seq2seq-LM and masked-LM
+mappings, builds each class small and compares every lens row with the truncation oracle. It runs
+once per session here (nothing is cached across runs) and fails on any wrong number or crash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = _load("arch_sweep")
+small = sys.modules["arch_small"]
+
+
+@pytest.fixture(scope="module")
+def outcomes():
+    return sweep.sweep()
+
+
+def _lines(group) -> str:
+    return "\n".join(f"{o.status}: {o.entry.class_name} ({', '.join(o.entry.model_types)}): {o.reason}" for o in group)
+
+
+def test_no_architecture_is_wrong_or_crashes(outcomes):
+    bad = [o for o in outcomes if o.status in ("wrong", "crash")]
+    assert not bad, "\n" + _lines(bad)
+
+
+def test_refusals_are_rare_and_say_why(outcomes):
+    counts = sweep.counts(outcomes)
+    buildable = len(outcomes) - counts["not-buildable"]
+    refused = [o for o in outcomes if o.status == "refused"]
+    assert len(refused) <= 0.05 * buildable, "\n" + _lines(refused)
+    for o in refused:
+        assert "cannot" in o.reason and len(o.reason) > 60, o.reason
+
+
+def test_every_class_is_reported(outcomes):
+    assert [o.entry.class_name for o in outcomes] == [e.class_name for e in sweep.entries()]
+    assert all(o.reason for o in outcomes if o.status == "not-buildable")
+    # the harness itself works: the architectures the other tests name are all built and exact
+    status = {t: o.status for o in outcomes for t in o.entry.model_types if "causal" in o.entry.mappings}
+    for model_type in ("gpt2", "llama", "mistral", "gemma2", "phi", "opt", "bloom", "falcon", "gpt_neox", "mixtral"):
+        assert status[model_type] == "exact", model_type
+    assert sweep.counts(outcomes)["exact"] >= 150
+
+
+def test_docs_table_is_current(outcomes):
+    """docs/architectures.md is the sweep's own output: regenerate it with --write-docs."""
+    text = (ROOT / "docs" / "architectures.md").read_text()
+    documented, section = {}, None
+    for line in text.splitlines():
+        if m := re.match(r"## ([a-z-]+) \(\d+\)", line):
+            section = m.group(1)
+        elif line.startswith("| ") and section and not line.startswith(("| class", "| status")):
+            documented[line.split("|")[1].strip()] = section
+    current = {o.entry.class_name: o.status for o in outcomes}
+    assert documented == current, "run `python scripts/arch_sweep.py --write-docs`"
+
+
+# -- decoder start token, rescale rules, self-check tolerance (one architecture each) --------
+
+
+def _entry(class_name: str):
+    return next(e for e in sweep.entries() if e.class_name == class_name)
+
+
+def test_mbart_without_decoder_start_follows_its_own_rule():
+    """mBART-cc25 ships decoder_start_token_id = None: the decoder starts from the last non-pad input token."""
+    import logitscope
+
+    config = small.small_config("mbart")
+    assert config.decoder_start_token_id is None
+    model = small.build("MBartForConditionalGeneration", config)
+    src = sweep.SRC
+    res = logitscope.Scope(model).lens(src)
+    assert res.token_ids.tolist() == [src[-1]]
+    with torch.no_grad():  # MBart's forward without decoder ids shifts the input: the model's own rule
+        own = model(input_ids=torch.tensor([src])).logits[0, 0].double().log_softmax(-1)
+    assert res.top_ids[-1, 0, 0] == int(own.argmax())
+    assert abs(float(res.entropy[-1, 0]) + float((own.exp() * own).sum())) < 1e-4
+    assert sweep.check(_entry("MBartForConditionalGeneration")).status == "exact"
+
+
+def test_seq2seq_without_any_start_rule_asks_for_one():
+    import logitscope
+    from logitscope.errors import InputError
+
+    model = small.build("T5ForConditionalGeneration", small.small_config("t5"))
+    assert getattr(model.config, "decoder_start_token_id", None) is None
+    scope = logitscope.Scope(model)  # loads: the self-check needs no particular start token
+    with pytest.raises(InputError, match="decoder_start_token_id"):
+        scope.lens(sweep.SRC)
+    model.config.decoder_start_token_id = 0
+    assert scope.lens(sweep.SRC).token_ids.tolist() == [0]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_umt5_rescales_only_when_tied(tied):
+    """UMT5 multiplies by d_model**-0.5 when tie_word_embeddings, not on scale_decoder_outputs."""
+    small.OVERRIDES["umt5"] = {"tie_word_embeddings": tied}
+    try:
+        outcome = sweep.check(_entry("UMT5ForConditionalGeneration"))
+    finally:
+        small.OVERRIDES.pop("umt5")
+    assert outcome.status == "exact", outcome.reason
+
+
+def test_self_check_tolerance_follows_dtype():
+    """A tail off by ~1e-4 nats passes the float32 check (1e-3) but not the float64 one (1e-5)."""
+    import logitscope
+    from logitscope.errors import UnsupportedModelError
+
+    config = small.small_config("llama")
+    config.logit_scale = 1.0002  # read by logitscope's post-head, ignored by Llama itself
+    model = small.build("LlamaForCausalLM", config)
+    logitscope.Scope(model)
+    with pytest.raises(UnsupportedModelError, match="tolerance 1e-05"):
+        logitscope.Scope(model.double())

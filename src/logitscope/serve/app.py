@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
+@lru_cache(maxsize=1)
 def _metrics() -> dict[str, Any]:
+    """The metrics' labels and colour scales, sampled from the same matplotlib colormaps as the CLI's plots."""
     from ..render.interactive import _plotly_scale
     from ..render.metrics import METRICS, MISSING
 

@@ -1,8 +1,8 @@
 // logitscope serve: the page. State lives in the URL hash; every request goes through api.js,
 // where a newer request on the same channel supersedes an older one.
 import { getJSON, onBusy, post, Superseded } from "./api.js";
-import { klChart } from "./charts.js";
 import { colorLimits, legendHTML, metricValues, scaleFor } from "./colors.js";
+import { compareLayers } from "./compare.js";
 import { exportFile, exportPNG } from "./exporting.js";
 import { cellTooltip, cellWidth, fitWidth, renderGrid } from "./grid.js";
 import { clearPanel, renderCell, renderColumn } from "./panel.js";
@@ -205,32 +205,12 @@ async function selectCell(side, r, p) {
   }
 }
 
-async function runCompare() {
-  const a = lens.a, b = lens.b;
-  if (!a || !b) { $("kl-chart").innerHTML = ""; return; }
-  const cell = state.cell;
-  // The selected cell's side uses its position; the other side the same offset from the end
-  // (prompts that differ early line up at their shared ending). No cell: both last positions.
-  const fromEnd = cell ? lens[cell.side].tokens.length - 1 - cell.pos : 0;
-  const at = (s, n) => (cell && cell.side === s ? cell.pos : Math.max(0, n - 1 - fromEnd));
-  const pa = at("a", a.tokens.length), pb = at("b", b.tokens.length);
-  const side = (s, pos) => {
+function runCompare() {
+  const side = (s) => {
     const body = lensBody(s);
-    return { model: body.model, text: body.text, ...(body.target ? { target: body.target } : {}), position: pos };
+    return { model: body.model, text: body.text, ...(body.target ? { target: body.target } : {}) };
   };
-  try {
-    const cmp = await post("compare", "/api/compare", { a: side("a", pa), b: side("b", pb) });
-    showError("error-kl", null);
-    $("kl-title").innerHTML = `KL between A and B by layer <span class="sub">A at position ${cmp.a.position} <span class="tok">${esc(visible(cmp.a.token))}</span> \u00b7 B at position ${cmp.b.position} <span class="tok">${esc(visible(cmp.b.token))}</span></span>`;
-    $("kl-note").textContent = cmp.alignment === "identity" ? "" : "Different depths: each layer of the shallower model is paired with the deeper model's layer at the same fraction of depth.";
-    $("kl-chart").dataset.layers = String(cmp.pairs.length);
-    klChart($("kl-chart"), cmp);
-  } catch (err) {
-    if (err instanceof Superseded) return;
-    $("kl-chart").innerHTML = "";
-    $("kl-chart").dataset.layers = "0";
-    showError("error-kl", err);
-  }
+  return compareLayers(lens.a, lens.b, state.cell, side);
 }
 
 // A pin the server refused (not one token, unknown id) is taken back, with its message.

@@ -46,10 +46,12 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
     bad = nonfinite_parameters(model)
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        return NonFiniteError(f"{where}: the model's weights hold NaN or inf ({shown}); the checkpoint is corrupt")
+        return NonFiniteError(
+            f"{where}: the model's weights hold NaN or inf ({shown}): a corrupt checkpoint or a broken edit"
+        )
     first = first_nonfinite_row(streams, rows)
-    lengths = {len(e.lens_ids) for e in batch} | {len(e.input_ids) for e in batch}
-    if len(batch) > 1 and len(lengths) > 1 and all(_finite_alone(scope, enc, rows) for enc in batch):
+    padded = len({len(e.input_ids) for e in batch}) > 1 or len({len(e.lens_ids) for e in batch}) > 1
+    if padded and all(_finite_alone(scope, enc, rows) for enc in batch):
         return NonFiniteError(
             f"{where}: caused by padding: each input alone is finite, but padded together the model "
             "produced NaN/inf in pad positions that reached real tokens (e.g. a sliding-window "

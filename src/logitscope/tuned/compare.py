@@ -175,13 +175,13 @@ def print_comparison(result: LensComparison, paths: dict) -> None:
     table = Table(
         title=f"{result.meta.get('model')}: logit lens vs tuned lens ({result.tuned.meta.get('tuned_lens')}), "
         f"{result.n_tokens:,} tokens",
-        caption="nats per token; KL(final ‖ layer); top-1 accuracy against the next token",
+        caption="CE, KL(final ‖ layer): nats/token; bits/B: bits/byte; top-1 accuracy",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("layer", justify="right")
-    for metric in ("CE", "bits/byte", "KL", "top-1"):
+    table.add_column("layer", justify="right", no_wrap=True)
+    for metric in ("CE", "bits/B", "KL", "top-1"):
         for lens in ("logit", "tuned"):
-            table.add_column(f"{metric} {lens}", justify="right", no_wrap=True)
+            table.add_column(f"{metric}\n{lens}", justify="right", no_wrap=True)
     fmt = lambda v: f"{v:.3f}" if v == v else "n/a"  # noqa: E731
     lg, tu = result.logit, result.tuned
     for i, name in enumerate(lg.layer_names):

@@ -42,28 +42,37 @@ HUB_PROBE_TIMEOUT = 2.0  # seconds to wait for a TCP connection to the hub befor
 
 
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``, or the HTTPS proxy) accepts a TCP connection.
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers an HTTP ``HEAD`` within ``timeout`` seconds.
 
-    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Used so that an offline machine fails in
-    about ``timeout`` seconds instead of after huggingface_hub's retries (~30 s).
+    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Any HTTP answer counts (the proxy settings of
+    the environment apply). Used so that an offline machine fails in about ``timeout`` seconds
+    instead of after huggingface_hub's retries (~30 s).
     """
-    import socket
-    from urllib.parse import urlparse
+    import urllib.error
+    import urllib.request
 
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    url = urlparse(constants.ENDPOINT)
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
-    if proxy and url.scheme == "https":
-        url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
-    except (OSError, ValueError):
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # the server answered
+    except (OSError, ValueError):  # URLError, timeouts, refused connections, a malformed endpoint
         return False
     return True
+
+
+def _in_cache(repo_id: str, revision: str | None) -> bool:
+    """Whether the local Hugging Face cache holds ``repo_id``'s ``config.json`` (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - an id the hub would reject is not in the cache either
+        return False
+    return isinstance(found, str)
 
 
 DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
@@ -162,17 +171,21 @@ def load(
         A checkpoint with no LM head (e.g. a sentence-embedding BERT) loads as an encoder:
         embeddings work, lens/logits raise ``NoLMHeadError``.
     """
-    import torch
-    import transformers as tf
-
-    from .scope import Scope
-
-    path = resolve_name(name)
+    path = resolve_name(name)  # the quick checks come before the heavy imports
     check_device_map(device_map)
     common = {"trust_remote_code": trust_remote_code, "revision": revision}
     local = Path(path).is_dir()
     if not local and not hub_reachable():  # fail in ~2 s, not after the hub client's retries
         common["local_files_only"] = True  # a cached copy still loads offline
+        if not _in_cache(path, revision):
+            raise ModelNotFoundError(
+                f"model {name!r} not found: it is not a local directory, not in the Hugging Face cache, "
+                "and the hub cannot be reached (offline?)"
+            )
+    import torch
+    import transformers as tf
+
+    from .scope import Scope
     try:
         config = tf.AutoConfig.from_pretrained(path, **common)
     except ValueError as err:

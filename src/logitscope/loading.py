@@ -186,6 +186,7 @@ def load(
     import transformers as tf
 
     from .scope import Scope
+
     try:
         config = tf.AutoConfig.from_pretrained(path, **common)
     except ValueError as err:

@@ -68,7 +68,10 @@ _SIZES: dict[str, int] = {
     **dict.fromkeys(
         ["head_dim", "d_kv", "attention_head_dim", "kv_channels", "d_head", "attention_head_size"], HEAD_DIM
     ),
-    **dict.fromkeys(["qk_nope_head_dim", "v_head_dim", "qk_head_dim"], HEAD_DIM),
+    **dict.fromkeys(["qk_nope_head_dim", "v_head_dim", "linear_head_dim"], HEAD_DIM),
+    "qk_head_dim": 2 * HEAD_DIM,  # qk_nope_head_dim + qk_rope_head_dim
+    "expert_ffn_hidden_size": FFN,
+    "zero_expert_num": 1,
     **dict.fromkeys(["qk_rope_head_dim", "pronunciation_embed_dim", "shape_embed_dim"], HEAD_DIM),
     "rotary_dim": 8,
     **dict.fromkeys(["dim_ff", "intermediate_size_mlp"], FFN),
@@ -104,7 +107,7 @@ OVERRIDES: dict[str, dict] = {
     "longformer": {"attention_window": 4},  # pads 6 tokens to 8 inside the model (default: 512)
     "esm": {"pad_token_id": 1, "mask_token_id": 5},  # ESM checkpoints set these; the config class does not
     "esmc": {"num_key_value_heads": HEADS},  # no grouped-query attention
-    "mamba2": {"head_dim": 2 * D // HEADS},  # num_heads * head_dim == expand * hidden_size
+    "mamba2": {"head_dim": 2 * D // HEADS, "n_groups": 1},  # num_heads * head_dim == expand * hidden_size
     "lfm2_moe": {"layer_types": ["conv", "full_attention", "conv"], "num_dense_layers": 1},
     "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
     "gemma3n_text": {"num_kv_shared_layers": 0},

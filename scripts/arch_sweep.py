@@ -338,6 +338,16 @@ def markdown(outcomes: list[Outcome], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def write_docs(outcomes: list[Outcome], seconds: float) -> Path:
+    """Write docs/architectures.md atomically; returns its path."""
+    from logitscope.atomic import atomic_file
+
+    path = ROOT / "docs" / "architectures.md"
+    with atomic_file(path) as tmp:
+        tmp.write_text(markdown(outcomes, seconds) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="model types or class names to check")
@@ -353,11 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - t0
     print(f"{summary(outcomes)} in {seconds:.0f} s")
     if args.write_docs:
-        sys.path.insert(0, str(ROOT / "src"))
-        from logitscope.atomic import atomic_file
-
-        with atomic_file(ROOT / "docs" / "architectures.md") as tmp:
-            tmp.write_text(markdown(outcomes, seconds) + "\n")
+        write_docs(outcomes, seconds)
     return 1 if counts(outcomes)["wrong"] or counts(outcomes)["crash"] else 0
 
 

@@ -8,8 +8,10 @@ once per session here (nothing is cached across runs) and fails on any wrong num
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,11 @@ small = sys.modules["arch_small"]
 
 @pytest.fixture(scope="module")
 def outcomes():
-    return sweep.sweep()
+    t0 = time.perf_counter()
+    result = sweep.sweep()
+    if os.environ.get("ARCH_SWEEP_WRITE_DOCS"):  # regenerate docs/architectures.md from this very run
+        sweep.write_docs(result, time.perf_counter() - t0)
+    return result
 
 
 def _lines(group) -> str:
@@ -73,7 +79,9 @@ def test_docs_table_is_current(outcomes):
         elif line.startswith("| ") and section and not line.startswith(("| class", "| status")):
             documented[line.split("|")[1].strip()] = section
     current = {o.entry.class_name: o.status for o in outcomes}
-    assert documented == current, "run `python scripts/arch_sweep.py --write-docs`"
+    assert documented == current, (
+        "run `python scripts/arch_sweep.py --write-docs` (or this test with ARCH_SWEEP_WRITE_DOCS=1)"
+    )
 
 
 # -- decoder start token, rescale rules, self-check tolerance (one architecture each) --------

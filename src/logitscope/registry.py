@@ -110,12 +110,12 @@ UNLENSABLE: dict[str, str] = {
     "flaubert": _SPLIT,
     "deepseek_v4": _HYPER,
     "hy_v4": _HYPER,
-    "squeezebert": "its blocks carry the stream channels-first (batch, d_model, seq), not (batch, seq, d_model)",
     "gemma3n_text": "AltUp: its blocks carry altup_num_inputs parallel predictions of the stream per position, merged into one only after the last block",
     **dict.fromkeys(
         ["inkling2", "inkling2_text"],
         "block attention residuals: its head reads a learned attention-weighted mix of every block's output, not the last block's stream",
     ),
+    "squeezebert": "its encoder calls each block's forward() directly, bypassing module hooks, so no stream between blocks can be captured",
     "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
     "prophetnet": "its logits come from the first of config.ngram predicting streams that the decoder blocks carry beside the main stream, not from one stream per position",
     "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",

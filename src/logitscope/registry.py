@@ -147,6 +147,7 @@ NORM_NAMES = (
     "LayerNorm",
     "output_layernorm",
     "emb_layer_norm_after",
+    "out_norm",
 )
 
 
@@ -174,7 +175,8 @@ def post_head(config) -> PostHead:
     # Inkling divides the normed stream by logits_mup_width_multiplier: the same as the logits, its head has no bias
     divide = get("logits_scaling") or get("logits_mup_width_multiplier")
     multiply = get("logit_scale")
-    softcap = get("final_logit_softcapping") or get("logits_soft_cap")  # RecurrentGemma: logits_soft_cap
+    # Gemma 2/3: final_logit_softcapping; RecurrentGemma: logits_soft_cap; xLSTM: output_logit_soft_cap
+    softcap = get("final_logit_softcapping") or get("logits_soft_cap") or get("output_logit_soft_cap")
     names = [n for n, v in (("logits_scaling", divide), ("logit_scale", multiply), ("softcap", softcap)) if v]
     return PostHead(
         divide_by=float(divide) if divide not in (None, 1, 1.0) else None,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedModelError
-from .registry import stream_order
+from .registry import stream_order, stream_slot
 
 
 class _StopForward(Exception):
@@ -132,7 +132,12 @@ def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], *
     missing = set(rows) - set(captured)
     if missing:
         raise UnsupportedModelError(f"the forward pass never reached stream rows {sorted(missing)}")
-    order = stream_order(model.config) if hasattr(model, "config") else None
+    config = getattr(model, "config", None)
+    order = stream_order(config)
     if order is not None:  # e.g. XLNet's (seq, batch, d) streams, as (batch, seq, d)
         captured.update({row: h.permute(*order) for row, h in captured.items()})
+    slot = stream_slot(config)
+    if slot:  # e.g. ProphetNet's first predicting stream, beside its main stream
+        T = inputs["decoder_input_ids" if "decoder_input_ids" in inputs else "input_ids"].shape[1]
+        captured.update({row: h[:, slot * T : (slot + 1) * T] for row, h in captured.items()})
     return captured

@@ -117,7 +117,6 @@ UNLENSABLE: dict[str, str] = {
     ),
     "squeezebert": "its encoder calls each block's forward() directly, bypassing module hooks, so no stream between blocks can be captured",
     "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
-    "prophetnet": "its logits come from the first of config.ngram predicting streams that the decoder blocks carry beside the main stream, not from one stream per position",
     "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",
 }
 
@@ -130,6 +129,17 @@ _STREAM_ORDER: dict[str, tuple[int, ...]] = {"xlnet": (1, 0, 2), "fsmt": (1, 0, 
 def stream_order(config) -> tuple[int, ...] | None:
     """The permutation from a model's block-stream layout to (batch, seq, d_model), or ``None``."""
     return _STREAM_ORDER.get(getattr(config, "model_type", None))
+
+
+# Models whose blocks carry several streams side by side on the sequence axis ((1 + n)·T
+# positions): the T-long slot the head reads. ProphetNet: the first of its config.ngram predicting
+# streams, after the main stream.
+_STREAM_SLOT: dict[str, int] = {"prophetnet": 1}
+
+
+def stream_slot(config) -> int:
+    """Which T-long slot of the blocks' sequence axis holds the stream the head reads (usually 0)."""
+    return _STREAM_SLOT.get(getattr(config, "model_type", None), 0)
 
 
 # Names a final norm goes by, tried on the module that owns the block list, then on its parent

@@ -93,6 +93,8 @@ def create_app(
         title="logitscope",
         summary="An exact logit lens of local models: top-k and statistics at every layer and position.",
         version=_version(),
+        docs_url=None,  # served by _api_docs, without a CDN when swagger-ui-bundle is installed
+        redoc_url=None,
     )
     app.state.entries = entries
     app.state.limits = limits
@@ -133,6 +135,7 @@ def create_app(
         return FileResponse(plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _api_docs(app)
 
     # -- the API -----------------------------------------------------------------------------
     @app.get("/api/models")
@@ -191,6 +194,40 @@ def create_app(
         return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     return app
+
+
+def _api_docs(app: FastAPI) -> None:
+    """FastAPI's Swagger page at ``/docs``: its assets from the ``fastapi-offline`` wheel when
+    installed (works offline), else from FastAPI's default CDN. Its inline start-up script needs a
+    looser script policy than the viewer's pages."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    try:
+        import fastapi_offline
+
+        assets: Path | None = Path(fastapi_offline.__file__).parent / "static"
+    except ImportError:
+        assets = None
+    kwargs, cdn = {}, " https://cdn.jsdelivr.net"
+    if assets is not None and (assets / "swagger-ui-bundle.js").exists():
+        app.mount("/vendor/swagger", StaticFiles(directory=assets), name="swagger")
+        kwargs = {
+            "swagger_js_url": "/vendor/swagger/swagger-ui-bundle.js",
+            "swagger_css_url": "/vendor/swagger/swagger-ui.css",
+        }
+        cdn = ""
+    policy = (
+        f"default-src 'self'; script-src 'self' 'unsafe-inline'{cdn}; style-src 'self' 'unsafe-inline'{cdn}; "
+        f"img-src 'self' data:{cdn}; connect-src 'self'; frame-ancestors 'none'"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="logitscope API", swagger_favicon_url="/static/favicon.svg", **kwargs
+        )
+        page.headers["Content-Security-Policy"] = policy
+        return page
 
 
 def _errors(app: FastAPI) -> None:

@@ -98,3 +98,25 @@ def test_overflow_named_with_its_stream_row(dtype):
     with pytest.raises(NonFiniteError, match=f"{expected}.*stream row 2") as info:
         scope.lens(SHORT)
     assert "padding" not in str(info.value)
+
+
+def test_pad_guard_zeroes_only_unambiguous_batch_first_inputs():
+    from torch import nn
+
+    from logitscope.capture import pad_guard
+
+    class Seen(nn.Module):
+        def forward(self, hidden_states):
+            return hidden_states
+
+    blocks = nn.ModuleList([Seen()])
+    real = torch.tensor([[1, 1, 0], [1, 1, 1]])  # (B=2, T=3)
+    with pad_guard(blocks, real):
+        out = blocks[0](torch.full((2, 3, 5), float("nan")))  # (B, T, d): pad position zeroed
+        assert out[0, 2].eq(0).all() and out[0, :2].isnan().all() and out[1].isnan().all()
+        same = blocks[0](hidden_states=torch.ones(2, 3, 3))  # d == T: could be channels-first, left alone
+        assert same.eq(1).all()
+    square = torch.tensor([[1, 0], [1, 1]])  # B == T: could be seq-first, left alone
+    with pad_guard(blocks, square):
+        assert blocks[0](torch.ones(2, 2, 4)).eq(1).all()
+    assert not blocks[0]._forward_pre_hooks  # hooks removed

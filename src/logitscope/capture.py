@@ -96,22 +96,24 @@ def pad_guard(blocks: nn.ModuleList, real: torch.Tensor | None) -> Iterator[None
     Args:
         blocks: the model's block list.
         real: (batch, seq) mask, nonzero at real tokens (the ``attention_mask`` of the blocks'
-            sequence), or ``None``. No hooks when nothing is padded, nor for a block input that
-            is not (batch, seq, ...) (a seq-first or unpadded layout; ambiguous when batch == seq).
+            sequence), or ``None``. No hooks when nothing is padded; a block input that is not
+            ``(batch, seq, d_model)`` is left alone, and so is one whose layout is ambiguous
+            (seq == batch or seq == d_model: it could be seq-first or channels-first).
     """
     if real is None or bool(real.bool().all()):
         yield
         return
     pad = ~real.bool()  # (B, T)
-    shape = tuple(pad.shape)
+    B, T = pad.shape
+    shape = (B, T)
     on_device: dict[torch.device, torch.Tensor] = {}
 
     def pre_hook(module, args, kwargs):
         h = args[0] if args else kwargs.get("hidden_states")
-        if not isinstance(h, torch.Tensor) or h.dim() < 3 or tuple(h.shape[:2]) != shape or shape[0] == shape[1]:
-            return None
+        if not isinstance(h, torch.Tensor) or h.dim() != 3 or tuple(h.shape[:2]) != shape or T in (B, h.shape[2]):
+            return None  # not (batch, seq, d_model), or ambiguous with (seq, batch, d) / (batch, d, seq)
         mask = on_device.setdefault(h.device, pad.to(h.device))
-        h = h.masked_fill(mask.view(*shape, *[1] * (h.dim() - 2)), 0)
+        h = h.masked_fill(mask.unsqueeze(-1), 0)
         return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
 
     handles = [block.register_forward_pre_hook(pre_hook, with_kwargs=True) for block in blocks]

@@ -18,6 +18,7 @@ import torch
 
 from .errors import ContextLengthError, InputError, NonFiniteError
 from .inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
+from .capture import pad_guard
 from .lens import model_inputs
 
 SCHEMA_VERSION = 1
@@ -297,7 +298,8 @@ def run_logits(
         results = [None] * len(encs)
         for idx, batch in length_batches(encs, batch_size):
             kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
-            with torch.inference_mode():
+            real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
+            with torch.inference_mode(), pad_guard(parts.blocks, real):  # pad NaN never reaches real tokens
                 z = scope.model(**kwargs).logits  # (B, T, V)
             for row, i in enumerate(idx):
                 n = len(encs[i].lens_ids)

@@ -67,6 +67,11 @@ def test_float16_pad_nan_stays_in_pad_rows(name):
     assert torch.isnan(hidden[-1][0, :3]).any()
     scope = logitscope.Scope(model)
     assert_batch_equals_one_at_a_time(scope, [SHORT, LONG], atol=1e-6)
+    batched = scope.logits([SHORT, LONG], batch_size=2)  # the model's own logits: same guard
+    for x, got in zip([SHORT, LONG], batched):
+        one = scope.logits(x)
+        assert torch.isfinite(got.logits).all()
+        torch.testing.assert_close(got.logits, one.logits, atol=1e-6, rtol=0)
 
 
 def test_padding_named_when_pad_nan_leaks(monkeypatch):

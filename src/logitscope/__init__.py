@@ -15,6 +15,8 @@ _LAZY = {
     "Scope": "scope",
     "compare": "diff",
     "LensResult": "result",
+    "LayerLogits": "layer_logits",
+    "TunedLens": "tuned",
     "LogitscopeError": "errors",
     "ModelNotFoundError": "errors",
     "CorruptWeightsError": "errors",

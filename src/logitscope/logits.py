@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .capture import pad_guard
 from .errors import ContextLengthError, InputError, NonFiniteError
 from .inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
-from .capture import pad_guard
 from .lens import model_inputs
 
 SCHEMA_VERSION = 1

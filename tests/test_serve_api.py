@@ -267,8 +267,9 @@ def test_page_static_files_and_openapi(client):
     assert client.get("/static/%2e%2e/app.py").status_code == 404
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
-    local = re.search(r'src="(/vendor/swagger/swagger-ui-bundle\.js)"', docs.text)  # offline with fastapi-offline
-    assert local is None or client.get(local.group(1)).status_code == 200
+    local = re.search(r'src="(/vendor/swagger/swagger-ui-bundle\.js)"', docs.text)  # offline: fastapi-offline
+    assert local is not None and client.get(local.group(1)).status_code == 200
+    assert "cdn.jsdelivr" not in docs.text
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/lens", "/api/column", "/api/compare", "/api/logits", "/api/nearest", "/api/export"} <= set(paths)
 

@@ -129,6 +129,22 @@ def test_layers_subset_chunks_and_batches():
     np.testing.assert_allclose(batched[0].entropy, scope.lens(SRC[:4], sublayers=True).entropy, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["llama", "gptj"])
+def test_layers_names_sublayer_rows(name):
+    scope = logitscope.Scope(tiny.build(name))
+    full = scope.lens(SRC, sublayers=True)
+    suffix = full.layer_names[1].split(".", 1)[1]  # "attn", or "in+attn" for parallel blocks
+    sub = scope.lens(SRC, layers=["2.attn", 0, "-1.attn"])  # naming a sub-layer row implies sublayers=True
+    assert sub.layer_names == ["embed", f"2.{suffix}", f"3.{suffix}"]
+    rows = [full.layer_names.index(n) for n in sub.layer_names]
+    np.testing.assert_allclose(sub.entropy, full.entropy[rows], atol=1e-6)
+    np.testing.assert_allclose(sub.kl_to_final, full.kl_to_final[rows], atol=1e-6)
+    np.testing.assert_array_equal(sub.top_ids, full.top_ids[rows])
+    for bad in (["2.mlp"], ["4.attn"], ["x.attn"]):
+        with pytest.raises(InputError):
+            scope.lens(SRC, layers=bad)
+
+
 def test_kl_of_attn_rows_is_against_the_final_row():
     model = tiny.build("gpt2")
     res = sublayer_lens(model, "gpt2")
@@ -154,3 +170,8 @@ def test_cli_sublayers(tiny_lm_dir):
     assert out.exit_code == 0, out.output
     names = __import__("json").loads(out.stdout)["layer_names"]
     assert names == ["embed", "1.attn", "1", "2.attn", "2", "3.attn", "3"]
+    out = CliRunner().invoke(
+        app, ["lens", str(tiny_lm_dir), "The quick brown fox", "--layers", "2.attn,-1", "-f", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert __import__("json").loads(out.stdout)["layer_names"] == ["2.attn", "3"]

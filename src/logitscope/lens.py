@@ -38,6 +38,32 @@ def resolve_layers(layers, n_blocks: int) -> list[int]:
     return sorted(set(rows))
 
 
+def _split_sublayer_names(layers, n_blocks: int) -> tuple[object, set[int]]:
+    """Separate sub-layer row names (``"3.attn"``, ``"3.in+attn"``, ``"-1.attn"``) from ``layers=``.
+
+    Returns the remaining ``layers`` (``None`` when none were given) and the blocks (1..L) whose
+    after-attention row was named.
+    """
+    if layers is None:
+        return None, set()
+    items = [layers] if isinstance(layers, (int, str)) else list(layers)
+    blocks, rest = set(), []
+    for item in items:
+        if not (isinstance(item, str) and "." in item):
+            rest.append(item)
+            continue
+        head, _, suffix = item.strip().partition(".")
+        if suffix not in ("attn", "in+attn") or not head.lstrip("-").isdigit():
+            raise InputError(f"unknown layer {item!r} in layers=; sub-layer rows are named like '3.attn'")
+        block = int(head) + n_blocks + 1 if int(head) < 0 else int(head)
+        if not 1 <= block <= n_blocks:
+            raise InputError(f"sub-layer row {item!r} out of range: the model has blocks 1..{n_blocks}")
+        blocks.add(block)
+    if not blocks:
+        return layers, set()
+    return rest, blocks
+
+
 def layer_name(row: int) -> str:
     return "embed" if row == 0 else str(row)
 
@@ -79,6 +105,8 @@ def run_lens(
 ):
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
     parts = scope.require_head()
+    layers, attn_rows = _split_sublayer_names(layers, parts.n_blocks)
+    sublayers = sublayers or bool(attn_rows)  # naming a row "3.attn" asks for the sub-layer lens
     layout = None
     if sublayers:  # rows "l.attn" between the block rows (sublayers.py)
         from .sublayers import layout_of
@@ -98,11 +126,18 @@ def run_lens(
     )
     tracked = torch.tensor(track_ids(track, tok, vocab_size), dtype=torch.long)
     L = parts.n_blocks
-    rows = resolve_layers(layers, L)
-    if layout is not None:
+    if attn_rows:  # only the rows named: blocks given as ints/names, "l.attn" rows by block
         from .sublayers import with_sublayers
 
-        rows = with_sublayers(rows, layout)
+        blocks = set(resolve_layers(layers, L)) if layers else set()
+        every = with_sublayers(range(L + 1), layout)
+        rows = [r for r in every if (r in blocks if isinstance(r, int) else int(r.split(".")[0]) in attn_rows)]
+    else:
+        rows = resolve_layers(layers, L)
+        if layout is not None:
+            from .sublayers import with_sublayers
+
+            rows = with_sublayers(rows, layout)
     stat_rows = [r for r in rows if r != L] + [L]  # the kernel wants the final stream last
     results: list[LensResult | None] = [None] * len(encs)
     for idx, batch in length_batches(encs, batch_size):

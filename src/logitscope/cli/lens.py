@@ -49,7 +49,8 @@ def parse_layers(spec: str | None) -> list[int | str] | None:
         try:
             out.append(int(item))
         except ValueError:
-            if not item[0].isalpha():
+            head, dot, _ = item.partition(".")
+            if not item[0].isalpha() and not (dot and head.lstrip("-").isdigit()):  # "3.attn" passes
                 fail(f"--layers: {item!r} is neither a layer index nor a layer name")
             out.append(item)
     return out
@@ -117,7 +118,9 @@ def lens(
     model: str = MODEL,
     text: str | None = typer.Argument(None, help="Input text (or use --input-file)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per cell."),
-    layers: str | None = typer.Option(None, "--layers", help="Layers to show, e.g. '0,4,8,-1' (0 = embed)."),
+    layers: str | None = typer.Option(
+        None, "--layers", help="Layers to show, e.g. '0,4,8,-1' (0 = embed) or '5.attn,5'."
+    ),
     target: str | None = typer.Option(None, "--target", help="Continuation to teacher-force and score."),
     track: list[str] | None = typer.Option(None, "--track", help="Token to follow across layers (repeatable)."),
     metric: str = typer.Option("entropy", "--metric", "-m", help="Cell colour: " + "|".join(METRICS) + "."),

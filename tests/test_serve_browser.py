@@ -240,6 +240,19 @@ def test_refusals_show_a_message_not_a_traceback(server, browser):
     page.wait_for_selector("#grid-a svg g.cell")
     assert page.is_hidden("#error-a")
 
+    # sub-layers: a "l.attn" row below each block row (2L + 1 rows); the panel compares with the row below
+    assert page.is_disabled('#lens-kind button[data-lens="tuned"]')  # no tuned lens for this model
+    page.check("#sublayers")
+    page.wait_for_function("document.querySelector('#grid-a svg')?.dataset.rows === '7'")
+    names = page.eval_on_selector_all("#grid-a g.cell[data-pos='0']", "els => els.map(e => e.dataset.name)")
+    assert names == ["embed", "1.attn", "1", "2.attn", "2", "3.attn", "3"]
+    assert "sub=1" in page.url
+    page.click('#grid-a g.cell[data-name="2"][data-pos="1"]')
+    page.wait_for_function("document.querySelector('#rank-note').textContent === 'rank change vs layer 2.attn'")
+    page.wait_for_function("[...document.querySelectorAll('#topk-list .delta')].every(d => d.textContent !== '\u2026')")
+    assert "cell=a%3A2%3A1" in page.url
+    assert page.locator("#topk-list .delta.up, #topk-list .delta.down, #topk-list .delta.same").count() > 0
+
 
 def test_logits_and_embeddings_tabs(server, browser, scope):
     errors: list[str] = []
@@ -301,5 +314,10 @@ def test_docs_screenshots(browser):
         page.wait_for_function("document.querySelector('#kl-chart')?.dataset.layers === '9'")
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "serve_compare.png"), full_page=True)
+        page.goto("about:blank")
+        page.goto(base + "#q=Blessed+be+the+LORD+God%2C+the+God+of&tg=+Israel&sub=1&cell=a%3A5.attn%3A8")
+        page.wait_for_selector("#traj-chart .trace")
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "serve_sublayers.png"), full_page=True)
     finally:
         srv.stop()

@@ -42,6 +42,9 @@ def serve(
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Longest input accepted, in tokens."),
     max_queue: int = typer.Option(8, "--max-queue", min=0, help="Requests waiting per model before 503."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser once the server is up."),
+    tuned: list[str] | None = typer.Option(
+        None, "--tuned", help="NAME=DIR: attach a tuned-lens folder to served model NAME (repeatable; demo has one)."
+    ),
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
@@ -57,6 +60,14 @@ def serve(
             fg="yellow",
             err=True,
         )
+    from ..errors import InputError
+
+    folders = {}
+    for item in tuned or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise InputError(f"--tuned {item!r}: expected NAME=DIR (a served model's name and a tuned-lens folder)")
+        folders[name] = folder
     sock = bind(host, port)
     from ..serve.models import load_scopes
 
@@ -67,7 +78,11 @@ def serve(
     from ..serve.app import create_app
 
     app = create_app(
-        scopes, host=host, allowed_hosts=allow_host or (), limits=Limits(max_tokens=max_tokens, max_queue=max_queue)
+        scopes,
+        host=host,
+        allowed_hosts=allow_host or (),
+        limits=Limits(max_tokens=max_tokens, max_queue=max_queue),
+        tuned=folders,
     )
     shown = "127.0.0.1" if host in ALL_INTERFACES else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown}:{sock.getsockname()[1]}/"

@@ -77,7 +77,12 @@ def _json_bytes(data: Any) -> bytes:
 
 
 def create_app(
-    scopes: dict[str, Any], *, host: str = "127.0.0.1", allowed_hosts=(), limits: Limits | None = None
+    scopes: dict[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    allowed_hosts=(),
+    limits: Limits | None = None,
+    tuned: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The viewer app around already-loaded models.
 
@@ -86,9 +91,10 @@ def create_app(
         host: the address the server binds (accepted as a Host header, see ``guard.py``).
         allowed_hosts: further accepted Host names.
         limits: request limits (default :class:`~logitscope.serve.limits.Limits`).
+        tuned: ``{name: tuned-lens folder}`` attached at start (the demo model gets its shipped one).
     """
     limits = limits or Limits()
-    entries = build_entries(scopes, limits.max_queue)
+    entries = build_entries(scopes, limits.max_queue, tuned)
     app = FastAPI(
         title="logitscope",
         summary="An exact logit lens of local models: top-k and statistics at every layer and position.",

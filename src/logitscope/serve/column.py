@@ -33,10 +33,12 @@ class Column:
     logits: torch.Tensor
     enc: Encoded
     position: int
+    rows: list | None = None  # the rows (ints, and "l.attn" names with sub-layers); None: 0..S-1
 
     @property
     def layer_names(self) -> list[str]:
-        return [layer_name(r) for r in range(self.logits.shape[0])]
+        rows = self.rows if self.rows is not None else range(self.logits.shape[0])
+        return [layer_name(r) if isinstance(r, int) else r for r in rows]
 
 
 def encode_input(scope, text: str, target: str | None) -> Encoded:
@@ -52,22 +54,38 @@ def encode_input(scope, text: str, target: str | None) -> Encoded:
     )
 
 
-def column(scope, enc: Encoded, position: int) -> Column:
-    """The (S, V) lens logits at ``position`` of an encoded input (negative counts from the end)."""
+def column(scope, enc: Encoded, position: int, *, sublayers: bool = False, tuned=None) -> Column:
+    """The (S, V) lens logits at ``position`` of an encoded input (negative counts from the end).
+
+    ``sublayers``: also the ``"l.attn"`` rows, as ``scope.lens(sublayers=True)`` (S = 2L + 1).
+    ``tuned``: a checked :class:`~logitscope.tuned.TunedLens` translating rows 0..L-1 first.
+    """
     parts = scope.require_head()
     n = len(enc.lens_ids)
     pos = position + n if position < 0 else position
     if not 0 <= pos < n:
         raise InputError(f"position {position} out of range: the input has {n} positions")
-    rows = list(range(parts.n_blocks + 1))
+    if sublayers and tuned is not None:
+        raise InputError("sublayers=True works with the logit lens only, not with a tuned lens")
+    rows: list = list(range(parts.n_blocks + 1))
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
-    captured = run_captured(scope.model, parts.blocks, rows, **kwargs)
+    if sublayers:
+        from ..sublayers import layout_of, run_captured_rows, with_sublayers
+
+        layout = layout_of(parts, scope.model.config)
+        rows = with_sublayers(rows, layout)
+        captured = run_captured_rows(scope.model, parts.blocks, layout, rows, **kwargs)
+    else:
+        captured = run_captured(scope.model, parts.blocks, rows, **kwargs)
     h = torch.stack([captured.pop(r)[0, pos].to(parts.head_device) for r in rows])  # (S, d)
+    if tuned is not None:
+        with torch.no_grad():
+            h = torch.stack([tuned.translate(h[i], r) for i, r in enumerate(rows)])  # (S, d)
     with torch.inference_mode():
         z = parts.unembed(h)  # (S, V) float32
     if not bool(torch.isfinite(z).all()):
         raise NonFiniteError("the lens logits hold NaN or inf at this position")
-    return Column(z, enc, pos)
+    return Column(z, enc, pos, rows if sublayers else None)
 
 
 def follow(col: Column, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ class Entry:
         vocab_key: fingerprint of its vocabulary (size + tokenizer vocabulary); two models can be
             compared only when these are equal.
         summary: what ``GET /api/models`` says about it.
+        tuned: its tuned lens (``--tuned NAME=DIR``, or the shipped one for the demo model), or ``None``.
     """
 
     name: str
@@ -33,6 +34,7 @@ class Entry:
     slot: Slot
     vocab_key: str | None
     summary: dict[str, Any] = field(default_factory=dict)
+    tuned: Any = None
 
 
 def vocab_fingerprint(scope) -> str | None:
@@ -66,14 +68,52 @@ def summarize(name: str, scope) -> dict[str, Any]:
     }
 
 
-def build_entries(scopes: dict[str, Any], max_queue: int) -> dict[str, Entry]:
-    """Wrap named scopes as :class:`Entry` objects, each with its own queue."""
+def find_tuned(scope, folder=None):
+    """The tuned lens of a served model: ``folder`` (checked against the model), else the shipped
+    demo lens when ``scope`` is the bundled demo model (its unembedding hash matches), else ``None``."""
+    from ..errors import LogitscopeError
+    from ..tuned.lens import TunedLens, stream_width
+
+    if folder is not None:
+        return TunedLens.load(folder, scope=scope)
+    if scope.parts is None:
+        return None
+    try:
+        demo = TunedLens.load("demo")
+        if demo.n_layers != scope.parts.n_blocks or demo.d_model != stream_width(scope):
+            return None  # cheap shape test before hashing the unembedding
+        demo.check(scope, strict=True)
+    except LogitscopeError:
+        return None
+    return demo
+
+
+def build_entries(scopes: dict[str, Any], max_queue: int, tuned: dict[str, Any] | None = None) -> dict[str, Entry]:
+    """Wrap named scopes as :class:`Entry` objects, each with its own queue.
+
+    Args:
+        scopes: ``{name: Scope}``.
+        max_queue: requests waiting per model.
+        tuned: ``{name: tuned-lens folder}`` given at start (``--tuned NAME=DIR``).
+
+    Raises:
+        InputError: ``tuned`` names a model the server does not hold.
+    """
+    from ..errors import InputError
+
     if not scopes:
         raise ValueError("serve needs at least one model")
-    return {
-        name: Entry(name, scope, Slot(name, max_queue), vocab_fingerprint(scope), summarize(name, scope))
-        for name, scope in scopes.items()
-    }
+    tuned = dict(tuned or {})
+    unknown = set(tuned) - set(scopes)
+    if unknown:
+        raise InputError(f"--tuned names {', '.join(sorted(unknown))}; the served models are: {', '.join(scopes)}")
+    out = {}
+    for name, scope in scopes.items():
+        entry = Entry(name, scope, Slot(name, max_queue), vocab_fingerprint(scope), summarize(name, scope))
+        entry.tuned = find_tuned(scope, tuned.get(name))
+        entry.summary["tuned_lens"] = entry.tuned.describe() if entry.tuned is not None else None
+        out[name] = entry
+    return out
 
 
 def display_name(model: str) -> str:

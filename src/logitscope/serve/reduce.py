@@ -32,15 +32,44 @@ def stride_for(n_streams: int, stride: int | None, limits: Limits) -> int:
     return int(stride) if stride else auto_stride(n_streams, limits.max_rows)
 
 
+def tuned_of(entry, req):
+    """The tuned lens a request asks for (``lens="tuned"``), else ``None``.
+
+    Raises:
+        InputError: the model has no tuned lens on this server.
+    """
+    if req.lens != "tuned":
+        return None
+    if entry.tuned is None:
+        raise InputError(
+            f"model {entry.name!r} has no tuned lens on this server; start it with --tuned {entry.name}=DIR"
+        )
+    return entry.tuned
+
+
 def lens_result(entry, req, limits: Limits):
-    """Run ``scope.lens`` for a :class:`~logitscope.serve.schemas.LensRequest`; returns ``(result, stride)``."""
+    """Run ``scope.lens`` for a :class:`~logitscope.serve.schemas.LensRequest`; returns ``(result, stride)``.
+
+    With ``sublayers`` the stride picks block rows and each keeps its ``"l.attn"`` row, so the
+    automatic stride aims at half as many block rows.
+    """
     scope = entry.scope
     parts = scope.require_head()
+    tuned = tuned_of(entry, req)
     check_tokens(encode_input(scope, req.text, req.target), limits)
-    stride = stride_for(parts.n_blocks + 1, req.stride, limits)
+    n_rows = max(2, (limits.max_rows + 1) // 2) if req.sublayers else limits.max_rows
+    stride = int(req.stride) if req.stride else auto_stride(parts.n_blocks + 1, n_rows)
     rows = select_rows(parts.n_blocks + 1, stride)
     top_k = min(req.top_k, parts.vocab_size)
-    res = scope.lens(req.text, target=req.target, track=list(req.track) or None, layers=rows, top_k=top_k)
+    res = scope.lens(
+        req.text,
+        target=req.target,
+        track=list(req.track) or None,
+        layers=rows,
+        top_k=top_k,
+        tuned=tuned,
+        sublayers=req.sublayers,
+    )
     return res, stride
 
 
@@ -62,7 +91,7 @@ def column_payload(entry, req, limits: Limits) -> dict[str, Any]:
     check_tokens(enc, limits)
     check_vocab(list(req.ids), parts.vocab_size)
     ids = list(dict.fromkeys([*req.ids, *track_ids(list(req.tokens), scope.tokenizer, parts.vocab_size)]))
-    col = column(scope, enc, req.position)
+    col = column(scope, enc, req.position, sublayers=req.sublayers, tuned=tuned_of(entry, req))
     probs, ranks = follow(col, ids)
     top1 = col.logits.argmax(-1).tolist()
     return {

@@ -37,6 +37,10 @@ class LensRequest(_Request):
     stride: int | None = Field(
         None, ge=1, le=100_000, description="Show every stride-th layer (embed and output always); null: automatic."
     )
+    sublayers: bool = Field(False, description="Also show each block's stream after attention (rows like '3.attn').")
+    lens: Literal["logit", "tuned"] = Field(
+        "logit", description="'tuned': the model's tuned lens (see GET /api/models)."
+    )
 
 
 class ColumnRequest(_Request):
@@ -48,6 +52,10 @@ class ColumnRequest(_Request):
     position: int = Field(-1, ge=-100_000, le=100_000, description="Lens position; negative counts from the end.")
     ids: list[int] = Field(default_factory=list, max_length=1000, description="Token ids to follow.")
     tokens: list[str] = Field(default_factory=list, max_length=1000, description="Single-token strings to follow.")
+    sublayers: bool = Field(False, description="Also show each block's stream after attention (rows like '3.attn').")
+    lens: Literal["logit", "tuned"] = Field(
+        "logit", description="'tuned': the model's tuned lens (see GET /api/models)."
+    )
 
 
 class Side(_Request):

@@ -33,8 +33,12 @@ export function trajectoryChart(node, layerNames, series, mode, selectedLayer) {
     marker: { size: s.pinned ? 6 : 4 },
     hovertemplate: `${visible(s.token).replace(/%/g, "%%")} · layer %{x}: ${mode === "rank" ? "rank %{y}" : "p=%{y:.4f}"}<extra></extra>`,
   }));
+  const blocks = layerNames.filter((n) => !n.includes(".")); // sub-layer points sit between, unlabelled
   const layout = base({
-    xaxis: { type: "category", title: { text: "layer", standoff: 4 }, gridcolor: "#f0f1f4", tickfont: { size: 10 } },
+    xaxis: {
+      type: "category", title: { text: "layer", standoff: 4 }, gridcolor: "#f0f1f4", tickfont: { size: 10 },
+      tickvals: blocks, ticktext: blocks, tickangle: 0,
+    },
     yaxis:
       mode === "rank"
         ? { type: "log", autorange: "reversed", title: { text: "rank (1 = top)", standoff: 2 }, gridcolor: "#eceef2" }

@@ -48,7 +48,7 @@ export function renderGrid(container, data, { values, color, selected, kind, wid
       const top1 = data.top_ids[r][p][0];
       const hit = data.target_ids[p] >= 0 && top1 === data.target_ids[p];
       parts.push(
-        `<g class="cell" data-row="${r}" data-layer="${data.layers[r]}" data-pos="${p}" data-top1="${top1}">` +
+        `<g class="cell" data-row="${r}" data-layer="${data.layers[r]}" data-name="${esc(name)}" data-pos="${p}" data-top1="${top1}">` +
           `<rect class="bg" x="${x}" y="${y}" width="${W - GAP}" height="${H - GAP}" rx="2" fill="${bg}"/>` +
           `<text x="${x + (W - GAP) / 2}" y="${y + H / 2}" text-anchor="middle" dominant-baseline="central" font-family="${FONT}" font-size="11.5" fill="${textOn(bg)}"${hit ? ' font-weight="700"' : ""}>${esc(label(tok(top1), 9))}</text></g>`,
       );

@@ -54,6 +54,10 @@ function applyKind() {
     ? "Positions are decoder positions: the start token, then the target's tokens."
     : kind === "masked" ? `Write ${m.mask_token || "the mask token"} where a token is hidden; each position shows what the model reconstructs there.` : "";
   $("topk").max = meta.limits.max_top_k;
+  $("lens-kind").querySelector('[data-lens="tuned"]').disabled = !m.tuned_lens;
+  $("lens-kind").title = m.tuned_lens ? `tuned lens: ${m.tuned_lens}` : "this model has no tuned lens on this server (logitscope serve --tuned NAME=DIR)";
+  if (!m.tuned_lens && state.lens === "tuned") state.lens = "logit";
+  for (const b of document.querySelectorAll("#lens-kind button")) b.classList.toggle("active", b.dataset.lens === state.lens);
 }
 
 function syncInputs() {
@@ -66,6 +70,8 @@ function syncInputs() {
   $("topk").value = state.topK;
   $("stride").value = state.stride ?? "";
   $("compare").checked = state.compare;
+  $("sublayers").checked = state.sublayers;
+  for (const b of document.querySelectorAll("#lens-kind button")) b.classList.toggle("active", b.dataset.lens === state.lens);
   $("logits-k").value = state.logitsK;
   $("generate").value = state.generate;
   $("embed-query").value = state.embedQuery;
@@ -117,6 +123,8 @@ function lensBody(side) {
   const target = b ? state.targetB : state.target;
   if (target && model(body.model).kind !== "masked") body.target = target;
   if (state.stride) body.stride = state.stride;
+  if (state.sublayers) body.sublayers = true;
+  if (state.lens === "tuned") body.lens = "tuned";
   return body;
 }
 
@@ -171,9 +179,13 @@ function drawGrids() {
   headB.style.minHeight = state.compare ? `${$("card-a").querySelector(".card-head").offsetHeight}px` : "";
 }
 
+// The row of a layer name ("embed", "3", "3.attn"); a name not shown (stride, sub-layers off): the nearest block row.
 function rowOf(data, layer) {
+  const exact = data.layer_names.indexOf(String(layer));
+  if (exact >= 0) return exact;
+  const n = String(layer) === "embed" ? 0 : parseInt(layer, 10) || 0;
   let best = 0;
-  data.layers.forEach((l, r) => { if (Math.abs(l - layer) < Math.abs(data.layers[best] - layer)) best = r; });
+  data.layers.forEach((l, r) => { if (Math.abs(l - n) < Math.abs(data.layers[best] - n)) best = r; });
   return best;
 }
 
@@ -183,14 +195,14 @@ function restoreCell() {
   if (!cell || !data || cell.pos >= data.tokens.length) {
     const a = lens.a;
     if (!a) { clearPanel(); return; }
-    cell = { side: "a", layer: a.layers[a.layers.length - 1], pos: a.tokens.length - 1 };
+    cell = { side: "a", layer: a.layer_names[a.layer_names.length - 1], pos: a.tokens.length - 1 };
   }
   selectCell(cell.side, rowOf(lens[cell.side], cell.layer), cell.pos);
 }
 
 async function selectCell(side, r, p) {
   const data = lens[side];
-  state.cell = { side, layer: data.layers[r], pos: p };
+  state.cell = { side, layer: data.layer_names[r], pos: p };
   save();
   drawGrids();
   renderCell(data, r, p, { side: state.compare ? side : null, pinnedIds: data.tracked_ids, onPin: (token, id) => addPin(id) });
@@ -273,6 +285,15 @@ function bind() {
     runLens();
   });
   $("stride").addEventListener("change", () => { const v = parseInt($("stride").value, 10); state.stride = v > 0 ? v : null; runLens(); });
+  $("sublayers").addEventListener("change", () => { state.sublayers = $("sublayers").checked; runLens(); });
+  for (const b of document.querySelectorAll("#lens-kind button")) {
+    b.addEventListener("click", () => {
+      if (b.disabled || state.lens === b.dataset.lens) return;
+      state.lens = b.dataset.lens;
+      for (const x of document.querySelectorAll("#lens-kind button")) x.classList.toggle("active", x === b);
+      runLens();
+    });
+  }
   $("compare").addEventListener("change", () => {
     state.compare = $("compare").checked;
     if (state.compare && !state.textB) { state.textB = state.text; $("text-b").value = state.textB; }

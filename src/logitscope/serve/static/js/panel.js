@@ -54,21 +54,32 @@ export function renderCell(data, r, p, { side, pinnedIds, onPin }) {
       );
     }),
   );
-  const l = data.layers[r];
-  $("rank-note").textContent = l === 0 ? "(embeddings: no layer below)" : `rank change vs layer ${l - 1 === 0 ? "embed" : l - 1}`;
+  const below = layerBelow(data.layer_names[r], data.meta.sublayers);
+  $("rank-note").textContent = below === null ? "(embeddings: no layer below)" : `rank change vs layer ${below}`;
+}
+
+// The row just below a row name in the full depth: "3" -> "3.attn" with sub-layers (else "2"),
+// "3.attn" -> "2", "1" -> "embed"; null for the embeddings.
+function layerBelow(name, sublayers) {
+  if (name === "embed") return null;
+  const [block, part] = name.split(".");
+  if (sublayers && !part) return `${block}.${sublayers === "parallel" ? "in+attn" : "attn"}`;
+  const n = Number(block) - 1;
+  return n === 0 ? "embed" : String(n);
 }
 
 // The column part (after /api/column): rank deltas and the trajectory chart.
 export function renderColumn(data, r, p, col, { pinnedIds, mode }) {
-  const l = data.layers[r];
+  const here = col.layer_names.indexOf(data.layer_names[r]);
+  const under = here - 1;  // the column holds every row in depth order (sub-layers too when asked)
   const index = new Map(col.ids.map((id, i) => [id, i]));
   for (const span of document.querySelectorAll("#topk-list .delta")) {
     const i = index.get(Number(span.dataset.id));
     span.className = "delta";
-    if (i === undefined || l === 0) { span.textContent = ""; continue; }
-    const now = col.ranks[i][l], before = col.ranks[i][l - 1];
+    if (i === undefined || under < 0) { span.textContent = ""; continue; }
+    const now = col.ranks[i][here], before = col.ranks[i][under];
     const d = before - now;
-    span.title = `rank ${before + 1} at layer ${l - 1 === 0 ? "embed" : l - 1} \u2192 ${now + 1}`;
+    span.title = `rank ${before + 1} at layer ${col.layer_names[under]} \u2192 ${now + 1}`;
     if (d > 0) { span.textContent = `\u25b2${d}`; span.classList.add("up"); }
     else if (d < 0) { span.textContent = `\u25bc${-d}`; span.classList.add("down"); }
     else { span.textContent = "="; span.classList.add("same"); }

@@ -12,7 +12,18 @@ import typer
 
 from .common import OneLineErrors
 
-COMMANDS = ["demo", "lens", "logits", "embed", "info", "eval", "train_lens", "serve", "attribute", "diff"]  # modules under logitscope.cli, in help order
+COMMANDS = [
+    "demo",
+    "lens",
+    "logits",
+    "embed",
+    "info",
+    "eval",
+    "train_lens",
+    "serve",
+    "attribute",
+    "diff",
+]  # modules under logitscope.cli, in help order
 
 app = typer.Typer(
     cls=OneLineErrors,  # usage errors are one "error:" line too

@@ -308,6 +308,7 @@ def test_docs_screenshots(browser):
         page.wait_for_selector("#traj-chart .trace")
         page.wait_for_timeout(800)
         SHOTS.mkdir(parents=True, exist_ok=True)
+        assert page.locator("#grid-a g.cell").count() == 9 * 10  # demo: embed + 8 blocks, 10 positions
         page.screenshot(path=str(SHOTS / "serve_lens.png"), full_page=True)
         page.goto("about:blank")
         page.goto(base + "#q=And+God+said+unto+Moses%2C&qb=And+the+LORD+spake+unto+Moses%2C&cmp=1&c=prob")
@@ -318,6 +319,12 @@ def test_docs_screenshots(browser):
         page.goto(base + "#q=Blessed+be+the+LORD+God%2C+the+God+of&tg=+Israel&sub=1&cell=a%3A5.attn%3A8")
         page.wait_for_selector("#traj-chart .trace")
         page.wait_for_timeout(800)
+        assert page.eval_on_selector("#grid-a svg", "e => e.dataset.rows") == "17"  # embed + 8 × (attn, block)
         page.screenshot(path=str(SHOTS / "serve_sublayers.png"), full_page=True)
     finally:
         srv.stop()
+    from PIL import Image
+
+    for name in ("serve_lens.png", "serve_compare.png", "serve_sublayers.png"):
+        with Image.open(SHOTS / name) as img:  # a full page, not a blank or cropped capture
+            assert img.width >= 1200 and img.height >= 800 and len(img.getcolors(1 << 16) or range(1 << 16)) > 50

@@ -123,10 +123,13 @@ def aligned_rows(n_a: int, n_b: int) -> list[tuple[int, int]]:
     Args:
         n_a, n_b: number of blocks of each model.
     """
-    m = min(n_a, n_b)
-    if m == 0:
+    from ..diff import aligned_rows as deeper_row  # the one depth rule, shared with `logitscope diff`
+
+    if min(n_a, n_b) == 0:
         return [(0, 0)]
-    return [(int(i * n_a / m + 0.5), int(i * n_b / m + 0.5)) for i in range(m + 1)]
+    if n_a <= n_b:
+        return list(enumerate(deeper_row(n_a, n_b)))
+    return [(a, b) for b, a in enumerate(deeper_row(n_b, n_a))]
 
 
 def kl_by_layer(a: Column, b: Column, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -137,19 +137,7 @@ class EvalResult:
         an interrupted save leaves no partial set. ``out_dir`` may exist (its other files stay);
         an existing file there is an ``OutputError``, raised before anything is written.
         """
-        from ..atomic import atomic_dir, check_dir_dest
-
-        out = check_dir_dest(out_dir)
-        names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
-        if plots:
-            names.update(png="curves.png", html="curves.html")
-        with atomic_dir(out) as tmp:
-            (tmp / names["metrics"]).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            self.windows_frame().to_parquet(tmp / names["per_window"], index=False)
-            if plots:
-                self.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
-                self.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
-        return {key: out / name for key, name in names.items()}
+        return save_run(self, out_dir, plots=plots)
 
     def plot(self):
         """A matplotlib Figure of the four per-layer curves with CI bands."""
@@ -181,3 +169,23 @@ def _num(v):
 
 def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
+
+
+def save_run(result, out_dir, *, plots: bool = True) -> dict[str, Path]:
+    """Write a corpus result's folder, all or nothing: ``result.to_dict()`` as ``metrics.json``,
+    ``result.windows_frame()`` as ``per_window.parquet`` and (``plots``) ``result.plot()`` /
+    ``result.plot_html()`` as ``curves.png``/``curves.html``.
+    """
+    from ..atomic import atomic_dir, check_dir_dest
+
+    out = check_dir_dest(out_dir)
+    names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
+    if plots:
+        names.update(png="curves.png", html="curves.html")
+    with atomic_dir(out) as tmp:
+        (tmp / names["metrics"]).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        result.windows_frame().to_parquet(tmp / names["per_window"], index=False)
+        if plots:
+            result.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
+            result.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
+    return {key: out / name for key, name in names.items()}

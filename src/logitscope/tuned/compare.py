@@ -9,7 +9,6 @@ and intervals for the tuned lens; ``per_window.parquet`` gains a ``lens`` column
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate.intervals import METRICS
-from ..evaluate.result import EvalResult
+from ..evaluate.result import EvalResult, save_run
 from ..render.curves import PANELS
 
 LENSES = (("logit", "logit lens", "-"), ("tuned", "tuned lens", "--"))  # (key, label, line style)
@@ -85,28 +84,20 @@ class LensComparison:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``.html``, all or nothing."""
+    def windows_frame(self):
+        """One row per (lens, window, layer): both lenses' per-window sums, a ``lens`` column first."""
         import pandas as pd
 
-        from ..atomic import atomic_dir, check_dir_dest
+        frames = []
+        for name, _, _ in LENSES:
+            frame = getattr(self, name).windows_frame()
+            frame.insert(0, "lens", name)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
 
-        out = check_dir_dest(out_dir)
-        names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
-        if plots:
-            names.update(png="curves.png", html="curves.html")
-        with atomic_dir(out) as tmp:
-            (tmp / names["metrics"]).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-            frames = []
-            for name, _, _ in LENSES:
-                frame = getattr(self, name).windows_frame()
-                frame.insert(0, "lens", name)
-                frames.append(frame)
-            pd.concat(frames, ignore_index=True).to_parquet(tmp / names["per_window"], index=False)
-            if plots:
-                self.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
-                self.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
-        return {key: out / name for key, name in names.items()}
+    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
+        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``.html``, all or nothing."""
+        return save_run(self, out_dir, plots=plots)
 
     # -- plots ---------------------------------------------------------------------------------
     def _title(self) -> str:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .errors import NoLMHeadError
-from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, spec_for
+from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, scale_flag, spec_for
 
 
 @dataclass
@@ -147,7 +147,8 @@ def resolve(model: nn.Module) -> ModelParts:
         )
     config = model.config
     scale = None
-    if spec.scale_decoder_output and getattr(config, spec.scale_flag, False):
+    flag = scale_flag(model, spec)
+    if flag is not None and getattr(config, flag, False):
         scale = float(config.d_model) ** -0.5
     present = [p for p in spec.pre_head if _get(model, p) is not None]
     return ModelParts(

@@ -7,6 +7,9 @@ logits when a :class:`~logitscope.scope.Scope` is built (see ``parts.self_check`
 
 from __future__ import annotations
 
+import functools
+import inspect
+import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -23,10 +26,12 @@ class ArchSpec:
         pre_head: modules applied between the final norm and the head, in order.
         head: the module that maps the stream to logits (``None``: ``get_output_embeddings()``).
         logits_bias: a tensor attribute added to the logits (BART's ``final_logits_bias``).
-        scale_decoder_output: multiply the normed stream by ``d_model ** -0.5`` when the config
-            flag named by ``scale_flag`` is set (T5: ``scale_decoder_outputs``; UMT5 and Switch
-            Transformers: ``tie_word_embeddings``).
-        scale_flag: the config attribute that turns that rescale on.
+        scale_decoder_output: the model may multiply the normed stream by ``d_model ** -0.5``
+            before the head (the T5 family). Which config flag turns it on changed between
+            transformers releases (UMT5: ``tie_word_embeddings`` up to 5.23,
+            ``scale_decoder_outputs`` from 5.24), so :func:`scale_flag` reads it from the
+            installed model's own ``forward``.
+        scale_flag: the flag assumed when the installed source cannot be read.
     """
 
     blocks: str
@@ -79,7 +84,7 @@ REGISTRY: dict[str, ArchSpec] = {
     "opt": ArchSpec("model.decoder.layers", "model.decoder.final_layer_norm", pre_head=("model.decoder.project_out",)),
     # encoder-decoder: the lens runs over decoder blocks
     **dict.fromkeys(["t5", "mt5", "longt5"], _T5),
-    # UMT5 and Switch Transformers rescale when the head is tied, whatever scale_decoder_outputs says
+    # UMT5 (up to transformers 5.23) and Switch Transformers rescale on tie_word_embeddings
     **dict.fromkeys(["umt5", "switch_transformers"], replace(_T5, scale_flag="tie_word_embeddings")),
     **dict.fromkeys(["bart", "mbart", "pegasus", "marian", "plbart"], _BART),
     # BigBird-Pegasus applies its (misnamed) layernorm_embedding after the last decoder block
@@ -124,6 +129,40 @@ UNLENSABLE: dict[str, str] = {
 # (applied to every captured row). XLNet's blocks also carry a query stream; the content stream
 # (the block output's first entry) is the one its head reads when no target mapping is given.
 _STREAM_ORDER: dict[str, tuple[int, ...]] = {"xlnet": (1, 0, 2), "fsmt": (1, 0, 2)}
+
+
+# `if self.config.<flag>:` (comment lines allowed) guarding `* (self.model_dim**-0.5)` in forward
+_RESCALE = re.compile(r"if\s+self\.config\.(\w+)\s*:[^\n]*\n(?:\s*#[^\n]*\n)*[^\n]*self\.model_dim\s*\*\*\s*-0\.5")
+
+
+@functools.cache
+def _rescale_in_source(model_cls: type) -> tuple[bool, str | None] | None:
+    """(rescales at all, the flag guarding it) as the installed code says; None if unreadable."""
+    try:
+        source = inspect.getsource(model_cls.forward)
+    except (OSError, TypeError):
+        return None
+    if m := _RESCALE.search(source):
+        return True, m.group(1)
+    return ("model_dim**-0.5" in source.replace(" ", "")), None
+
+
+def scale_flag(model, spec: ArchSpec) -> str | None:
+    """The config flag that turns the decoder-output rescale on for this model, or None: never rescales.
+
+    Read from the installed model class's ``forward`` (the flag changed between transformers
+    releases); ``spec.scale_flag`` where the source cannot be read. The load-time self-check
+    verifies the outcome either way.
+    """
+    if not spec.scale_decoder_output:
+        return None
+    found = _rescale_in_source(type(model))
+    if found is None:
+        return spec.scale_flag
+    rescales, flag = found
+    if not rescales:
+        return None
+    return flag or spec.scale_flag
 
 
 def stream_order(config) -> tuple[int, ...] | None:

@@ -38,6 +38,8 @@ def outcomes():
     result = sweep.sweep()
     if os.environ.get("ARCH_SWEEP_WRITE_DOCS"):  # regenerate docs/architectures.md from this very run
         sweep.write_docs(result, time.perf_counter() - t0)
+    if path := os.environ.get("ARCH_SWEEP_SUMMARY"):  # scripts/dev.sh test-latest prints it in its summary line
+        Path(path).write_text(sweep.summary(result))
     return result
 
 

@@ -19,7 +19,7 @@ import time
 def load_kernel(path: str | None):
     """``stream_stats`` of the kernel.py at ``path`` (``None``: logitscope's own)."""
     if path is None:
-        from logitscope.kernel import stream_stats
+        from logitscope.engine.kernel import stream_stats
 
         return stream_stats
     spec = importlib.util.spec_from_file_location("kernel_under_test", path)
@@ -41,8 +41,8 @@ def main() -> None:
     from bench_lens import build
 
     import logitscope
-    import logitscope.lens as lens_module
-    from logitscope.capture import run_captured
+    import logitscope.lens.run as lens_module
+    from logitscope.engine.capture import run_captured
 
     model = build(12, 50257, args.threads)
     ids = torch.randint(0, 50257, (1, args.tokens), generator=torch.Generator().manual_seed(1))

@@ -69,7 +69,7 @@ def run_method(
     import torch
 
     import logitscope
-    from logitscope.capture import run_captured
+    from logitscope.engine.capture import run_captured
 
     model = build(n_layer, vocab, threads)
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))

@@ -6,7 +6,7 @@ arithmetic of the statistics differs:
 
 * truth:   float64 ``log_softmax`` of the same float32 logits;
 * plain:   float32 ``log_softmax``, ``H = -Σ p·log p``, ``KL = Σ p_f·(log p_f - log p_l)``;
-* kernel:  :func:`logitscope.kernel.stream_stats` (identity ``unembed``).
+* kernel:  :func:`logitscope.engine.kernel.stream_stats` (identity ``unembed``).
 
 Prints the max absolute error of entropy, KL to final and target log-prob, and kernel÷plain:
 
@@ -84,7 +84,7 @@ def kernel(logits: torch.Tensor, targets: torch.Tensor, chunk_rows: int = 512) -
         spec.loader.exec_module(module)
         stream_stats = module.stream_stats
     else:
-        from logitscope.kernel import stream_stats
+        from logitscope.engine.kernel import stream_stats
 
     def unembed(h, out=None):
         return out.copy_(h) if out is not None else h.clone()
@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kernel-file", help="a kernel.py to measure instead of logitscope.kernel")
+    ap.add_argument("--kernel-file", help="a kernel.py to measure instead of logitscope.engine.kernel")
     args = ap.parse_args()
     global KERNEL_FILE
     KERNEL_FILE = args.kernel_file

@@ -340,7 +340,7 @@ def markdown(outcomes: list[Outcome], seconds: float) -> str:
 
 def write_docs(outcomes: list[Outcome], seconds: float) -> Path:
     """Write docs/architectures.md atomically; returns its path."""
-    from logitscope.atomic import atomic_file
+    from logitscope.io.atomic import atomic_file
 
     path = ROOT / "docs" / "architectures.md"
     with atomic_file(path) as tmp:

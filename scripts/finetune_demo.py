@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import logitscope
-    from logitscope.atomic import atomic_dir
+    from logitscope.io.atomic import atomic_dir
     from logitscope.loading import DEMO_DIR
 
     tok = AutoTokenizer.from_pretrained(DEMO_DIR)

@@ -96,7 +96,7 @@ def main(argv=None) -> None:
             f"KL logit {row['logit_kl_to_final']:.3f} tuned {row['tuned_kl_to_final']:.3f}"
         )
     if args.figure is not None:
-        from logitscope.atomic import atomic_file
+        from logitscope.io.atomic import atomic_file
 
         with atomic_file(args.figure) as tmp:
             cmp.plot().savefig(tmp, dpi=120, bbox_inches="tight")

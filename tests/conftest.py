@@ -39,7 +39,7 @@ def fake_result(S: int = 5, P: int = 7, k: int = 3, K: int = 2, seed: int = 0, t
         seed: numpy seed.
         target_all: give every position a target (else the last has none, as a causal LM does).
     """
-    from logitscope.result import LensResult
+    from logitscope.lens.result import LensResult
 
     rng = np.random.default_rng(seed)
     vocab = dict(enumerate(AWKWARD + [f"w{i}" for i in range(40)]))

@@ -171,7 +171,7 @@ def test_t5_family_rescale_follows_the_installed_release(class_name, model_type,
 def test_rescale_rule_is_read_from_the_installed_code():
     import transformers
 
-    from logitscope.registry import _rescale_in_source
+    from logitscope.arch.registry import _rescale_in_source
 
     assert _rescale_in_source(transformers.T5ForConditionalGeneration) == (True, "scale_decoder_outputs")
     assert _rescale_in_source(transformers.SwitchTransformersForConditionalGeneration) == (True, "tie_word_embeddings")

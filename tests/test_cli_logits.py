@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import logitscope
 from logitscope.cli import app
-from logitscope.embeddings import ModelInfo, NearestTokens
-from logitscope.logits import LogitsResult, TopTokens
+from logitscope.outputs.embeddings import ModelInfo, NearestTokens
+from logitscope.outputs.logits import LogitsResult, TopTokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TEXT = "The cat sat on the mat"

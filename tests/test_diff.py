@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import logitscope
 from logitscope.cli import app
-from logitscope.diff import aligned_rows
+from logitscope.diff.run import aligned_rows
 from logitscope.errors import InputError
 
 
@@ -159,7 +159,7 @@ def test_cli(tiny_lm_dir, tmp_path):
 
 
 def test_corpus_kl_matches_per_window_truncations():
-    from logitscope.diff_corpus import compare_corpus
+    from logitscope.diff.corpus import compare_corpus
 
     model_a, model_b = tiny.build("gpt2", seed=0), tiny.build("gpt2", seed=1, noise=0.3)
     ids = np.random.default_rng(0).integers(0, tiny.V, 60)

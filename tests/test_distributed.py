@@ -12,7 +12,7 @@ import pytest
 import tiny
 
 from logitscope import Scope
-from logitscope.distributed import DistContext
+from logitscope.data.distributed import DistContext
 from logitscope.evaluate import METRICS, EvalResult
 
 DOCS = [tiny.TEXT, "Héllo wörld, naïve café. " * 4, "In the beginning was the Word. " * 3, "The cat sat."]

@@ -15,8 +15,8 @@ from test_logits import word_tokenizer
 from torch import nn
 
 from logitscope import Scope
-from logitscope.embeddings import ModelInfo, NearestTokens
 from logitscope.errors import EmptyInputError, InputError, NoLMHeadError
+from logitscope.outputs.embeddings import ModelInfo, NearestTokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -83,7 +83,7 @@ def test_nearest_equals_brute_force(metric, monkeypatch):
     assert res.ids.tolist() == ids and res.query_id == 17 and res.metric == metric
     np.testing.assert_allclose(res.scores, scores, rtol=1e-5)
     # several queries at once, and a matrix scored in many small chunks, give the same answer
-    monkeypatch.setattr("logitscope.embeddings.DEFAULT_CHUNK_ELEMENTS", 7 * weight.shape[1])
+    monkeypatch.setattr("logitscope.outputs.embeddings.DEFAULT_CHUNK_ELEMENTS", 7 * weight.shape[1])
     many = scope.nearest([17, 40], k=5, metric=metric)
     assert [m.ids.tolist() for m in many] == [ids, brute_nearest(weight, 40, 5, metric)[0]]
 

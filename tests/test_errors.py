@@ -131,7 +131,7 @@ def test_real_encoder_without_head_loads_as_encoder():
 
 
 def test_wrong_parts_fail_the_self_check(monkeypatch):
-    from logitscope import registry
+    from logitscope.arch import registry
 
     bad = registry.ArchSpec("model.layers", None)  # forgets the final norm
     monkeypatch.setitem(registry.REGISTRY, "llama", bad)
@@ -141,7 +141,7 @@ def test_wrong_parts_fail_the_self_check(monkeypatch):
 
 @pytest.mark.parametrize("name", ["llama", "gpt_neox", "opt", "bart", "t5"])
 def test_unlisted_architecture_is_discovered(monkeypatch, name):
-    from logitscope import registry
+    from logitscope.arch import registry
 
     model = tiny.build(name)
     listed = logitscope.Scope(model).lens([5, 6, 7, 8], target=[9, 10] if name in tiny.SEQ2SEQ else None)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from logitscope import Scope
-from logitscope.data import token_byte_lengths, windows
+from logitscope.data.windows import token_byte_lengths, windows
 from logitscope.errors import ContextLengthError, InputError
 from logitscope.evaluate import METRICS, EvalResult
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import AWKWARD, fake_result
 
 import logitscope
-from logitscope import export
 from logitscope.errors import InputError
-from logitscope.result import _ARRAYS
+from logitscope.lens import export
+from logitscope.lens.result import _ARRAYS
 
 _TYPES = {
     "object": lambda x: isinstance(x, dict),

@@ -67,7 +67,7 @@ def test_1_bad_utf8_names_the_file_and_line(tiny_lm_dir, tmp_path, demo):
     assert not (tmp_path / "r").exists()
     with pytest.raises(InputError, match=r"x\.txt:2: not valid UTF-8 \(byte 0xff at byte offset 18\)"):
         demo.evaluate(bad, seq_len=8)
-    from logitscope.corpus import Corpus
+    from logitscope.data.corpus import Corpus
 
     text = "".join(t for t, _ in Corpus(bad, encoding_errors="replace"))  # replacing only when asked
     assert text == "The quick fox\nbad \ufffd byte\n"
@@ -104,7 +104,7 @@ def test_2_lens_outputs_are_all_or_nothing(tiny_lm_dir, tmp_path, monkeypatch):
 
 
 def test_2_demo_out_is_all_or_nothing(tmp_path, monkeypatch):
-    from logitscope.result import LensResult
+    from logitscope.lens.result import LensResult
 
     monkeypatch.setattr(LensResult, "save", lambda self, path, format=None: (_ for _ in ()).throw(KeyboardInterrupt()))
     result = CliRunner().invoke(app, ["demo", "--prompt", "And God said", "--out", str(tmp_path / "d")])
@@ -112,7 +112,7 @@ def test_2_demo_out_is_all_or_nothing(tmp_path, monkeypatch):
 
 
 def test_2_atomic_file_permissions_and_special_files(tmp_path):
-    from logitscope.atomic import atomic_file
+    from logitscope.io.atomic import atomic_file
 
     with atomic_file(tmp_path / "a.txt") as tmp:
         tmp.write_text("x")
@@ -206,14 +206,14 @@ def test_6_json_and_datasets_formats_read_the_documents(demo, tmp_path):
     (tmp_path / "wrong.parquet").write_bytes(b"not parquet")
     with pytest.raises(InputError, match="wrong.parquet"):
         demo.evaluate(tmp_path / "wrong.parquet", seq_len=8)
-    from logitscope.corpus import Corpus
+    from logitscope.data.corpus import Corpus
 
     with pytest.raises(InputError, match="no 'body' column"):
         list(Corpus(tmp_path / "c.parquet", text_field="body"))
 
 
 def test_6_paths_texts_and_bytes(demo, tmp_path):
-    from logitscope.corpus import looks_like_path
+    from logitscope.data.corpus import looks_like_path
 
     with pytest.raises(InputError, match="typo.jsonl"):
         demo.evaluate("typo.jsonl")
@@ -363,7 +363,7 @@ def test_10_lens_papercuts(tiny_lm_dir, tmp_path, make_result):
     cli("demo", "--prompt", "", "--out", tmp_path / "d")
     assert not (tmp_path / "d").exists()
     res = make_result()  # the last position has no target
-    from logitscope import export
+    from logitscope.lens import export
 
     res.save(tmp_path / "r.csv")
     back = export.read_frame(tmp_path / "r.csv")

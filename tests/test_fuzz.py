@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import logitscope
 from logitscope.cli import app
 from logitscope.errors import LogitscopeError
-from logitscope.result import LensResult
+from logitscope.lens.result import LensResult
 
 SCALE = int(os.environ.get("LOGITSCOPE_FUZZ", "1"))
 

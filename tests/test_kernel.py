@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from logitscope.kernel import _count_true, stream_stats
+from logitscope.engine.kernel import _count_true, stream_stats
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])

@@ -13,7 +13,7 @@ import torch
 
 from logitscope import Scope
 from logitscope.errors import ContextLengthError, EmptyInputError, InputError, NoLMHeadError
-from logitscope.logits import LogitsResult, TopTokens
+from logitscope.outputs.logits import LogitsResult, TopTokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -12,7 +12,7 @@ import tiny
 import torch
 
 import logitscope
-from logitscope.kernel import stream_stats
+from logitscope.engine.kernel import stream_stats
 
 
 def _logits(V: int, S: int = 3, P: int = 3, seed: int = 0) -> torch.Tensor:

@@ -75,7 +75,7 @@ def test_float16_pad_nan_stays_in_pad_rows(name):
 
 
 def test_padding_named_when_pad_nan_leaks(monkeypatch):
-    import logitscope.lens as lens_module
+    import logitscope.lens.run as lens_module
 
     monkeypatch.setattr(lens_module, "pad_guard", lambda blocks, real: contextlib.nullcontext())
     scope = logitscope.Scope(windowed("mistral", qk_scale=40.0, dtype=torch.float16))
@@ -108,7 +108,7 @@ def test_overflow_named_with_its_stream_row(dtype):
 def test_pad_guard_zeroes_only_unambiguous_batch_first_inputs():
     from torch import nn
 
-    from logitscope.capture import pad_guard
+    from logitscope.engine.capture import pad_guard
 
     class Seen(nn.Module):
         def forward(self, hidden_states):

@@ -181,7 +181,7 @@ def test_terminal_tables_page_by_position_and_fit_the_width():
 
 def test_import_logitscope_does_not_import_plotting():
     code = (
-        "import sys, logitscope, logitscope.render, logitscope.export;"
+        "import sys, logitscope, logitscope.render, logitscope.lens.export;"
         "print(any(m in sys.modules for m in ('matplotlib', 'plotly', 'torch', 'transformers')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -186,7 +186,7 @@ def test_nearest_equals_scope_nearest(client, scopes):
 
 
 def test_exports_are_what_the_cli_writes(client, scopes):
-    from logitscope.export import to_json
+    from logitscope.lens.export import to_json
 
     body = {"model": "tiny", "text": TEXT, "top_k": 3}
     res = scopes["tiny"].lens(TEXT, top_k=3)

@@ -275,7 +275,7 @@ def test_logits_and_embeddings_tabs(server, browser, scope):
 
 
 def test_exports_download_what_the_cli_writes(server, browser, scope):
-    from logitscope.export import to_json
+    from logitscope.lens.export import to_json
 
     page = new_page(browser, [])
     page.goto(server.url + "#q=The+quick+fox&k=4")

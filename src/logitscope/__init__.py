@@ -13,9 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "loading",
     "Scope": "scope",
-    "compare": "diff",
-    "LensResult": "result",
-    "LayerLogits": "layer_logits",
+    "compare": "diff.run",
+    "LensResult": "lens.result",
+    "LayerLogits": "lens.layer_logits",
     "TunedLens": "tuned",
     "LogitscopeError": "errors",
     "ModelNotFoundError": "errors",
@@ -35,8 +35,8 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import *  # noqa: F403,F401
+    from .lens.result import LensResult  # noqa: F401
     from .loading import load  # noqa: F401
-    from .result import LensResult  # noqa: F401
     from .scope import Scope  # noqa: F401
 
 

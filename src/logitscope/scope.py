@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .arch.parts import ModelParts, resolve
+from .arch.weights import check_model, corrupt_weights
+from .engine.kernel import default_chunk_rows
 from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError, UnsupportedModelError
-from .kernel import default_chunk_rows
-from .parts import ModelParts, resolve
-from .weights import check_model, corrupt_weights
 
 
 class Scope:
@@ -45,7 +45,7 @@ class Scope:
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
         if self_check and self.parts is not None:
-            from .lens import self_check as check
+            from .lens.run import self_check as check
 
             try:
                 check(self)
@@ -129,7 +129,7 @@ class Scope:
             sublayers: also show each block's stream after attention, as a row ``"3.attn"``
                 before row ``"3"`` (``"3.in+attn"`` for parallel blocks; docs/inside.md).
         """
-        from .lens import run_lens
+        from .lens.run import run_lens
 
         return run_lens(
             self,
@@ -171,7 +171,7 @@ class Scope:
             device: where the logits are returned (``None``: the model's device).
             dtype: their dtype (``None``: the model's).
         """
-        from .logits import run_logits
+        from .outputs.logits import run_logits
 
         return run_logits(
             self,
@@ -195,7 +195,7 @@ class Scope:
         Returns:
             (..., vocab) float32 logits on the head's device.
         """
-        from .layer_logits import unembed
+        from .lens.layer_logits import unembed
 
         return unembed(self, h)
 
@@ -212,9 +212,9 @@ class Scope:
             device: where the logits are returned.
 
         Returns:
-            :class:`~logitscope.layer_logits.LayerLogits` with ``logits`` (S, P, V) float32.
+            :class:`~logitscope.lens.layer_logits.LayerLogits` with ``logits`` (S, P, V) float32.
         """
-        from .layer_logits import layer_logits
+        from .lens.layer_logits import layer_logits
 
         return layer_logits(
             self, inputs, layers=layers, target=target, batch_size=batch_size, truncate=truncate, device=device
@@ -232,28 +232,28 @@ class Scope:
             truncate: cut an over-long input to the context length instead of raising.
 
         Returns:
-            :class:`~logitscope.attribute_result.AttributionResult`; softcapped models attribute
+            :class:`~logitscope.attribute.result.AttributionResult`; softcapped models attribute
             the pre-softcap logit.
         """
-        from .attribute import run_attribute
+        from .attribute.run import run_attribute
 
         return run_attribute(self, inputs, target=target, truncate=truncate)
 
     def compare(self, other=None, inputs=None, *, against=None, top_k: int = 5, truncate: bool = False):
         """Lens diff: this model (A) against ``other`` (B) on ``inputs``, or ``inputs`` against a
-        second prompt ``against=`` on this model. See :func:`logitscope.diff.compare`.
+        second prompt ``against=`` on this model. See :func:`logitscope.diff.run.compare`.
 
         Returns:
-            :class:`~logitscope.diff_result.DiffResult`: per row and position KL(A ‖ B), top-1
+            :class:`~logitscope.diff.result.DiffResult`: per row and position KL(A ‖ B), top-1
             agreement and each side's top-k; rows aligned by fraction of depth when depths differ.
         """
-        from .diff import compare
+        from .diff.run import compare
 
         return compare(self, other, inputs, against=against, top_k=top_k, truncate=truncate)
 
     def info(self):
         """Architecture, size, layers, d_model, vocab, tied embeddings, head modules, dtype, device."""
-        from .embeddings import model_info
+        from .outputs.embeddings import model_info
 
         return model_info(self)
 
@@ -266,13 +266,13 @@ class Scope:
             metric: ``"cosine"`` or ``"dot"``.
             include_self: keep the query token among its neighbours.
         """
-        from .embeddings import nearest
+        from .outputs.embeddings import nearest
 
         return nearest(self, token, k=k, metric=metric, include_self=include_self)
 
     def embed(self, inputs, *, special_tokens: bool = True):
         """Input embedding vectors (rows of the embedding table) of a text or ids: ``(P, d_model)``."""
-        from .embeddings import embed
+        from .outputs.embeddings import embed
 
         return embed(self, inputs, special_tokens=special_tokens)
 
@@ -286,7 +286,7 @@ class Scope:
                 unembedding (final norm, scaling, head, logit transforms).
             special_tokens: add the tokenizer's special tokens to text.
         """
-        from .embeddings import embed_through_head
+        from .outputs.embeddings import embed_through_head
 
         return embed_through_head(self, inputs, k=k, tail=tail, special_tokens=special_tokens)
 
@@ -314,7 +314,7 @@ class Scope:
         Args:
             data: a path (text, JSONL, JSON, Parquet, Arrow or CSV file, a ``save_to_disk``
                 folder, a directory of them, or ``"hf:NAME[:CONFIG[:SPLIT]]"``; see
-                :mod:`logitscope.corpus`); a ``str`` is a path when it exists, starts with
+                :mod:`logitscope.data.corpus`); a ``str`` is a path when it exists, starts with
                 ``hf:``, or has no whitespace and a corpus suffix or a ``/`` (a missing one is an
                 ``InputError``), else one document's text; an iterable of ``str`` (documents), a
                 1-D integer tensor/array or iterable of ints (a token stream), or an iterable of
@@ -324,14 +324,14 @@ class Scope:
             batch_size: windows per forward, or ``"auto"`` (from free memory).
             ci: ``"bootstrap"`` (percentile, over windows) or ``"stderr"`` (normal approximation).
             confidence: CI level. n_boot: bootstrap resamples. seed: bootstrap seed.
-            dist: a :class:`~logitscope.distributed.DistContext` to shard windows across ranks.
+            dist: a :class:`~logitscope.data.distributed.DistContext` to shard windows across ranks.
             progress: ``callback(tokens_done, total_estimate)`` after every batch.
             tuned: also evaluate this tuned lens (a :class:`~logitscope.tuned.TunedLens`, a folder
                 or ``"demo"``) from the same forward passes; ``strict``: refuse a hash mismatch.
 
         Returns:
             :class:`~logitscope.evaluate.EvalResult`; with ``tuned``, a
-            :class:`~logitscope.tuned.compare.LensComparison` (``.logit``, ``.tuned``).
+            :class:`~logitscope.evaluate.lens_comparison.LensComparison` (``.logit``, ``.tuned``).
         """
         from .evaluate import run_eval
 
@@ -367,7 +367,7 @@ class Scope:
                 ``tokens_per_step`` (2**18), ``seq_len``, ``lr`` (1.0), ``momentum`` (0.9),
                 ``weight_decay`` (1e-3), ``warmup_steps`` (0), ``grad_clip`` (1.0), ``seed``,
                 ``batch_size``, ``chunk_rows``, ``save_every`` (50); also ``lens=`` (start from
-                it) and ``dist=`` (a :class:`~logitscope.distributed.DistContext`).
+                it) and ``dist=`` (a :class:`~logitscope.data.distributed.DistContext`).
 
         Returns:
             :class:`~logitscope.tuned.TunedLens` (its ``training_log`` holds the per-step losses).

@@ -70,7 +70,7 @@ def attribute(
 
 
 def _write(res, fmt: str, out: Path | None) -> None:
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     if fmt == "json":
         text = json.dumps(res.to_dict(), ensure_ascii=False) + "\n"

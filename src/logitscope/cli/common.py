@@ -97,14 +97,14 @@ def status(message: str):
 def check_out_file(path, flag: str) -> None:
     """Fail (``error:``, exit 2) unless a file can be written at ``path``; call before any work."""
     if path is not None:
-        from ..atomic import check_file_dest
+        from ..io.atomic import check_file_dest
 
         check_file_dest(path, flag)
 
 
 def check_out_dir(path, flag: str) -> None:
     """Fail unless a directory can be written or created at ``path``; call before any work."""
-    from ..atomic import check_dir_dest
+    from ..io.atomic import check_dir_dest
 
     check_dir_dest(path, flag)
 

@@ -46,7 +46,7 @@ def demo(
     """Run the logit lens on the bundled demo model (offline) and write heatmaps (PNG + HTML) and tables."""
     from rich.console import Console
 
-    from ..atomic import atomic_dir
+    from ..io.atomic import atomic_dir
     from ..render.metrics import get_metric
     from ..render.text import label
     from .lens import print_tables

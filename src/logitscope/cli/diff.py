@@ -85,7 +85,7 @@ def diff(
 
 def load_compare(scope, model_b: str, *, device: str, dtype: str, trust_remote_code: bool = False):
     """Model B of ``eval --compare``, loaded and checked against A (vocabulary, kind) before any work."""
-    from ..diff import _check_same_vocab
+    from ..diff.run import _check_same_vocab
 
     b = load_scope(model_b, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     _check_same_vocab(scope, b)
@@ -97,7 +97,7 @@ def eval_compare(scope, b, corpus, out: Path, *, plots: bool, **kwargs) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..diff_corpus import compare_corpus
+    from ..diff.corpus import compare_corpus
 
     with status(f"comparing with {b.name}"):
         res = compare_corpus(scope, b, corpus, **kwargs)

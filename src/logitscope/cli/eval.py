@@ -43,8 +43,8 @@ def eval_command(
     compare: str | None = typer.Option(None, "--compare", help="Model B: also write per-layer KL(A || B) and top-1 agreement curves (compare.json, compare.png; docs/inside.md)."),
 ) -> None:  # fmt: skip
     """Evaluate MODEL on a corpus: per-layer curves averaged over every token."""
-    from ..corpus import Corpus
-    from ..distributed import init_from_env, model_device, shutdown
+    from ..data.corpus import Corpus
+    from ..data.distributed import init_from_env, model_device, shutdown
     from ..loading import check_device_map
 
     if batch_size != "auto" and not (batch_size.isdigit() and int(batch_size) >= 1):
@@ -106,7 +106,7 @@ def eval_command(
             if lens is None:
                 _print_summary(result, paths)
             else:
-                from ..tuned.compare import print_comparison
+                from ..evaluate.lens_comparison import print_comparison
 
                 print_comparison(result, paths)
             if compare is not None:  # a second pass over the corpus through both models (cli/diff.py)

@@ -102,7 +102,7 @@ def pick_format(fmt: str | None, out: Path | None) -> str:
             fail(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
         return fmt
     if out is not None:
-        from ..export import format_for
+        from ..lens.export import format_for
 
         return {"jsonl": "json"}.get(format_for(out), format_for(out))
     return "table" if stdout_is_terminal() else "json"
@@ -194,7 +194,7 @@ def write_all(results: list, fmt: str, out, plot, trajectory, *, metric: str, po
     moved into place together once everything (stdout included) has been written."""
     from contextlib import ExitStack
 
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     n = len(results)
     with ExitStack() as stack:
@@ -234,7 +234,7 @@ def run_all(scope, items: list[tuple[str, str | None]], target: str | None, *, b
 
 def write_results(results: list, fmt: str, out: Path | None, *, metric: str, position: int, many: bool) -> None:
     """Write results as a table (stdout), JSON (JSONL when ``many``), CSV or Parquet."""
-    from .. import export
+    from ..lens import export
 
     if fmt == "table":
         if out is not None:

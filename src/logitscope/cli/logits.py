@@ -70,7 +70,7 @@ def logits(
 
 
 def top_table(top, *, target_header: str = "target", max_chars: int = 12):
-    """A rich table of a :class:`~logitscope.logits.TopTokens`: one row per position, the top-k across."""
+    """A rich table of a :class:`~logitscope.outputs.logits.TopTokens`: one row per position, the top-k across."""
     from rich.table import Table
     from rich.text import Text
 

@@ -133,7 +133,7 @@ class EvalResult:
         """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``curves.html``.
 
         All or nothing: the files are written into a temporary folder beside ``out_dir`` and moved
-        into place only when every one is complete (see :func:`logitscope.atomic.atomic_dir`), so
+        into place only when every one is complete (see :func:`logitscope.io.atomic.atomic_dir`), so
         an interrupted save leaves no partial set. ``out_dir`` may exist (its other files stay);
         an existing file there is an ``OutputError``, raised before anything is written.
         """
@@ -176,7 +176,7 @@ def save_run(result, out_dir, *, plots: bool = True) -> dict[str, Path]:
     ``result.windows_frame()`` as ``per_window.parquet`` and (``plots``) ``result.plot()`` /
     ``result.plot_html()`` as ``curves.png``/``curves.html``.
     """
-    from ..atomic import atomic_dir, check_dir_dest
+    from ..io.atomic import atomic_dir, check_dir_dest
 
     out = check_dir_dest(out_dir)
     names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}

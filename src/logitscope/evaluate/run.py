@@ -1,11 +1,11 @@
 """The evaluation loop: corpus → token windows → one captured forward per batch → streaming kernel → sums.
 
-Data flows one way: corpus → token windows (:mod:`logitscope.data`) → batches of equal-length
+Data flows one way: corpus → token windows (:mod:`logitscope.data.windows`) → batches of equal-length
 windows → one forward with hooks capturing every stream row → the streaming kernel
-(:func:`~logitscope.kernel.stream_stats`, ``top_k=1``) → per-window sums → :class:`EvalResult`.
+(:func:`~logitscope.engine.kernel.stream_stats`, ``top_k=1``) → per-window sums → :class:`EvalResult`.
 Nothing of shape (layers × tokens × vocab) is held, and per window only ``5 × (L+1)`` sums are
 kept (for confidence intervals and ``per_window.parquet``). Under torchrun, windows are sharded
-round-robin across ranks (:mod:`logitscope.distributed`).
+round-robin across ranks (:mod:`logitscope.data.distributed`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..capture import run_captured
-from ..data import resolve_seq_len, token_byte_lengths, token_stream, windows
-from ..distributed import DistContext, auto_batch_size, eval_chunk_rows
+from ..data.distributed import DistContext, auto_batch_size, eval_chunk_rows
+from ..data.windows import resolve_seq_len, token_byte_lengths, token_stream, windows
+from ..engine.capture import run_captured
+from ..engine.kernel import stream_stats
 from ..errors import InputError
-from ..kernel import stream_stats
 from .result import EvalResult
 
 
@@ -126,7 +126,7 @@ def run_eval(
     meta["tokens_per_s"] = round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None
     picked = (w_ids[order], w_tok[order], w_bytes[order], w_sums[order])
     if lens is not None:
-        from ..tuned.compare import LensComparison
+        from .lens_comparison import LensComparison
 
         kw = dict(ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta)
         return LensComparison.from_windows(rows, *picked, totals, lens=lens, **kw)

@@ -1,4 +1,4 @@
-"""Render a :class:`~logitscope.result.LensResult`: static and interactive heatmaps, trajectories,
+"""Render a :class:`~logitscope.lens.result.LensResult`: static and interactive heatmaps, trajectories,
 a notebook grid and terminal tables.
 
 Data flows one way: these functions take a result and never touch the model. matplotlib, plotly
@@ -30,7 +30,7 @@ def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entrop
     """Heatmap of a result: PNG/SVG/PDF through matplotlib, ``.html`` through plotly.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         path: file to write (atomically: complete or not at all); its suffix picks the
             renderer. ``None`` returns the matplotlib figure without saving.
         metric: ``entropy``, ``prob``, ``target``, ``rank`` or ``kl`` (see :mod:`.metrics`).
@@ -43,7 +43,7 @@ def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entrop
         from .heatmap import heatmap
 
         return heatmap(result, None, metric=metric, **kwargs)
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:  # the file appears complete or not at all
         if Path(path).suffix.lower() in (".html", ".htm"):
@@ -64,7 +64,7 @@ def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None =
 
     if path is None:
         return trajectory(result, position, None, **kwargs)
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:  # the file appears complete or not at all
         return trajectory(result, position, tmp, **kwargs)

@@ -1,4 +1,4 @@
-"""Render an :class:`~logitscope.attribute_result.AttributionResult`: bars, heatmap, terminal table.
+"""Render an :class:`~logitscope.attribute.result.AttributionResult`: bars, heatmap, terminal table.
 
 Bars show one position: each component's contribution to the target logit (attention blue, MLP
 orange, embeddings grey), plus the constant terms, summing to the logit. The heatmap shows every
@@ -36,7 +36,7 @@ def plot_attribution(result, path: str | os.PathLike | None = None, *, position:
     """Bars for one position (``position=``), else a components × positions heatmap.
 
     Args:
-        result: an :class:`~logitscope.attribute_result.AttributionResult`.
+        result: an :class:`~logitscope.attribute.result.AttributionResult`.
         path: ``.png``/``.svg``/``.pdf`` (matplotlib) or ``.html`` (plotly), written atomically;
             ``None``: only return the figure.
         position: the position of the bar chart (negative counts from the end).
@@ -60,7 +60,7 @@ def plot_attribution(result, path: str | os.PathLike | None = None, *, position:
 def _save(fig, path, dpi: int) -> None:
     if path is None:
         return
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:
         fig.savefig(os.fspath(tmp), dpi=dpi, bbox_inches="tight", facecolor="white")
@@ -107,7 +107,7 @@ def _heat(result, path, dpi):
 def _write_html(fig, path) -> None:
     if path is None:
         return
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:
         fig.write_html(os.fspath(tmp), include_plotlyjs=True, full_html=True)

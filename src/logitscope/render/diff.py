@@ -1,4 +1,4 @@
-"""Render a :class:`~logitscope.diff_result.DiffResult`: heatmap (matplotlib or plotly) and terminal table.
+"""Render a :class:`~logitscope.diff.result.DiffResult`: heatmap (matplotlib or plotly) and terminal table.
 
 Rows are A's streams (embeddings at the bottom), columns positions. ``metric="delta"`` colours a
 cell by log p_B(t) - log p_A(t) for A's top-1 token t on a diverging scale (blue: B believes A's
@@ -83,7 +83,7 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
     ax.set_title(_title(result, metric), fontsize=9, loc="left")
     fig.colorbar(image, ax=ax, label=METRICS[metric], shrink=0.8)
     if path is not None:
-        from ..atomic import atomic_file
+        from ..io.atomic import atomic_file
 
         with atomic_file(path) as tmp:
             fig.savefig(os.fspath(tmp), dpi=dpi, bbox_inches="tight", facecolor="white")
@@ -113,7 +113,7 @@ def _html(result, values, metric, path):
         trace.update(zmin=0, colorscale="Magma", reversescale=True)
     fig = go.Figure(go.Heatmap(**trace))
     fig.update_layout(title=_title(result, metric), template="simple_white", xaxis={"type": "category"})
-    from ..atomic import atomic_file
+    from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:
         fig.write_html(os.fspath(tmp), include_plotlyjs=True, full_html=True)
@@ -151,7 +151,7 @@ def diff_tables(result, *, width: int = 100, max_chars: int = 8) -> list:
 
 
 def corpus_curves(result):
-    """A matplotlib Figure of a :class:`~logitscope.diff_corpus.CorpusDiff`: KL and agreement by layer."""
+    """A matplotlib Figure of a :class:`~logitscope.diff.corpus.CorpusDiff`: KL and agreement by layer."""
     from matplotlib.figure import Figure
 
     x = np.arange(len(result.layers))

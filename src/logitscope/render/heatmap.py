@@ -73,7 +73,7 @@ def heatmap(
     """Draw (and optionally save) the heatmap of a result.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         path: where to save; the suffix picks the format (``.png``, ``.svg``, ``.pdf``).
         metric: ``entropy``, ``prob`` (top-1 probability), ``target`` (target probability),
             ``rank`` (target rank, log colour) or ``kl`` (KL to the final layer).

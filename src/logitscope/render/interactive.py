@@ -61,7 +61,7 @@ def heatmap_html(
     """Interactive heatmap; written as a self-contained HTML file when ``path`` is given.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         path: ``.html`` file to write (``None``: only return the figure).
         metric: as in :func:`logitscope.render.plot`; ``rank`` is coloured on a log10 scale.
         positions, stride: which positions and every how many layers to show.

@@ -1,6 +1,6 @@
 """The statistics a heatmap can colour by, with their colour scales.
 
-Every metric maps a :class:`~logitscope.result.LensResult` to an ``(S, P)`` float array with NaN
+Every metric maps a :class:`~logitscope.lens.result.LensResult` to an ``(S, P)`` float array with NaN
 where it is undefined (e.g. the target statistics at the last position, which has no next token).
 """
 

@@ -31,7 +31,7 @@ def grid_html(
     """HTML table of the result, coloured by ``metric``.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         metric: ``entropy``, ``prob``, ``target``, ``rank`` or ``kl``.
         max_positions: show at most this many positions (the last ones); a note says what is hidden.
         max_rows: show at most this many layers (every n-th, always the final one).

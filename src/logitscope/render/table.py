@@ -35,7 +35,7 @@ def lens_tables(result, *, metric: str = "entropy", width: int = 100, max_chars:
     """rich ``Table`` objects showing the result, one per page of positions.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         metric: the statistic that colours the cells (see :mod:`.metrics`).
         width: console width in characters.
         max_chars: cut token labels to this many characters.

@@ -20,7 +20,7 @@ def trajectory_data(result, position: int = -1, *, value: str = "prob", target: 
     """The lines of a trajectory plot.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult`.
+        result: a :class:`~logitscope.lens.result.LensResult`.
         position: which position (negative counts from the end).
         value: ``"prob"`` or ``"rank"`` (1 = top-1).
         target: add the position's target token as a line (when it has one).
@@ -61,7 +61,7 @@ def trajectory(
     """Line chart of tracked tokens across layers at one position.
 
     Args:
-        result: a :class:`~logitscope.result.LensResult` computed with ``track=``.
+        result: a :class:`~logitscope.lens.result.LensResult` computed with ``track=``.
         position: which position (default: the last).
         path: file to write (``.png``, ``.svg``, ``.pdf`` or ``.html``); ``None``: only return.
         value: ``"prob"`` (linear axis) or ``"rank"`` (log axis, rank 1 at the top).

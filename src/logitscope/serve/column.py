@@ -4,7 +4,7 @@ The lens kernel reduces every (layer, position) cell to statistics without keepi
 row. The panel and the compare view need more at *one* position: the rank of a token in the layer
 below, a token's probability at every layer, KL between two models' layer distributions. That is
 ``(L + 1) × vocab`` logits: the streams at that position through the model's own tail
-(:meth:`~logitscope.parts.ModelParts.unembed`), exactly as the lens projects them.
+(:meth:`~logitscope.arch.parts.ModelParts.unembed`), exactly as the lens projects them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..capture import run_captured
+from ..engine.capture import run_captured
+from ..engine.inputs import Encoded, encode
 from ..errors import InputError, NonFiniteError
-from ..inputs import Encoded, encode
-from ..lens import layer_name, model_inputs
+from ..lens.run import layer_name, model_inputs
 
 
 @dataclass
@@ -70,7 +70,7 @@ def column(scope, enc: Encoded, position: int, *, sublayers: bool = False, tuned
     rows: list = list(range(parts.n_blocks + 1))
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
     if sublayers:
-        from ..sublayers import layout_of, run_captured_rows, with_sublayers
+        from ..engine.sublayers import layout_of, run_captured_rows, with_sublayers
 
         layout = layout_of(parts, scope.model.config)
         rows = with_sublayers(rows, layout)
@@ -123,7 +123,7 @@ def aligned_rows(n_a: int, n_b: int) -> list[tuple[int, int]]:
     Args:
         n_a, n_b: number of blocks of each model.
     """
-    from ..diff import aligned_rows as deeper_row  # the one depth rule, shared with `logitscope diff`
+    from ..diff.run import aligned_rows as deeper_row  # the one depth rule, shared with `logitscope diff`
 
     if min(n_a, n_b) == 0:
         return [(0, 0)]

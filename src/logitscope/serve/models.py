@@ -51,7 +51,7 @@ def vocab_fingerprint(scope) -> str | None:
 
 def summarize(name: str, scope) -> dict[str, Any]:
     """Facts the page needs to build its controls for a model."""
-    from ..inputs import context_limit
+    from ..engine.inputs import context_limit
 
     tok = scope.tokenizer
     parts = scope.parts

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engine.inputs import check_vocab, display_tokens, to_ids, track_ids
 from ..errors import InputError
-from ..inputs import check_vocab, display_tokens, to_ids, track_ids
 from ..render.view import auto_stride, select_rows
 from .column import aligned_rows, column, encode_input, entropy, follow, kl_by_layer
 from .limits import Limits
@@ -188,7 +188,7 @@ def export_bytes(entry, req, limits: Limits) -> tuple[bytes, str, str]:
     JSON and CSV are what ``logitscope lens -o x.json`` / ``x.csv`` write; HTML is the
     self-contained interactive heatmap of ``--plot x.html`` (plotly.js embedded).
     """
-    from ..export import frame, to_json
+    from ..lens.export import frame, to_json
 
     res, _ = lens_result(entry, req, limits)
     stem = f"logitscope-{entry.name.replace('/', '_')}"

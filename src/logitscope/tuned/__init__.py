@@ -3,8 +3,8 @@
 ``lens.py`` holds :class:`TunedLens` (one affine translator per stream row, then the model's own
 exact tail), ``format.py`` the on-disk format, ``train.py`` the training loop (streaming, one
 layer backpropagated at a time, data-parallel under torchrun), ``checkpoint.py`` resumable
-checkpoints, ``compare.py`` logit-vs-tuned corpus metrics. ``tuned="demo"`` is the lens shipped
-for the bundled demo model (``demo/``, made by ``scripts/train_tuned_demo.py``).
+checkpoints. Logit-vs-tuned corpus metrics are :mod:`logitscope.evaluate.lens_comparison`.
+``tuned="demo"`` is the lens shipped for the bundled demo model (``demo/``, made by ``scripts/train_tuned_demo.py``).
 """
 
 from .format import load_lens, save_lens, unembed_hash

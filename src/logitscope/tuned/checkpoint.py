@@ -2,7 +2,7 @@
 
 A checkpoint holds the step reached, the translators, the optimizer state (momentum buffers),
 the training settings and the per-step log. It is written to a temporary name and moved into
-place (:func:`logitscope.atomic.atomic_file`), so an interruption loses at most the steps since
+place (:func:`logitscope.io.atomic.atomic_file`), so an interruption loses at most the steps since
 the last one and never leaves a damaged file. The data position needs no state: the window
 sequence is a pure function of the data, ``seq_len`` and ``seed``, and a resumed run skips the
 windows already used.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_file
 from ..errors import CorruptWeightsError, InputError
+from ..io.atomic import atomic_file
 
 FORMAT = "logitscope-tuned-lens-checkpoint/1"
 # settings that change the result: a checkpoint resumes only under the same values

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_dir
 from ..errors import CorruptWeightsError, InputError
+from ..io.atomic import atomic_dir
 from .lens import LENS_TYPE, TunedLens, TunedLensConfig
 
 DEMO_DIR = Path(__file__).parent / "demo"

@@ -4,7 +4,7 @@ For stream rows ``l = 0 .. L-1`` (row 0 = the stream entering block 0) the tuned
 
     logits_l = tail(h_l + W_l h_l + b_l)            # W_l: (d, d), b_l: (d,)
 
-where ``tail`` is :meth:`logitscope.parts.ModelParts.unembed` (final norm → rescale → pre-head
+where ``tail`` is :meth:`logitscope.arch.parts.ModelParts.unembed` (final norm → rescale → pre-head
 modules → head → logits bias → post-head transforms), the same function the logit lens uses.
 Row ``L`` is the model's output and has no translator. ``W`` and ``b`` start at zero, so an
 untrained lens *is* the logit lens; weight decay pulls the translators towards the identity.

@@ -1,7 +1,7 @@
 """Training a tuned lens: KL(final ‖ translated layer) at every position, one layer at a time.
 
 For a batch of windows, one forward with hooks captures every stream row ``h_0 .. h_L``
-(:func:`logitscope.capture.run_captured`; the model's own logits are never computed). Then, for
+(:func:`logitscope.engine.capture.run_captured`; the model's own logits are never computed). Then, for
 chunks of ``c`` positions, the final row's log-probabilities ``log p_f = log_softmax(tail(h_L))``
 are computed once (no gradient) and each layer ``l < L`` is projected and backpropagated on its
 own::
@@ -33,11 +33,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..capture import run_captured
-from ..data import resolve_seq_len, token_stream, windows
-from ..distributed import DistContext
+from ..data.distributed import DistContext
+from ..data.windows import resolve_seq_len, token_stream, windows
+from ..engine.capture import run_captured
+from ..engine.kernel import default_chunk_rows
 from ..errors import EmptyInputError, InputError, LensMismatchError
-from ..kernel import default_chunk_rows
 from .checkpoint import check_resumable, default_path, load_checkpoint, save_checkpoint
 from .lens import TunedLens
 

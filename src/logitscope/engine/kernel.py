@@ -92,7 +92,7 @@ def _rank(z: torch.Tensor, zt: torch.Tensor, buf: _Buffers) -> torch.Tensor:
 def _check_finite(out: dict, where: str) -> None:
     """Refuse to report statistics of NaN/inf logits (they would look like confident numbers)."""
     if not bool(torch.isfinite(out["entropy"]).all()):
-        from .errors import NonFiniteError
+        from ..errors import NonFiniteError
 
         err = NonFiniteError(
             f"the lens logits hold NaN or inf ({where}); the usual causes: NaN/inf weights, an "

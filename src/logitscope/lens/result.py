@@ -210,29 +210,29 @@ class LensResult:
             cols[f"tracked{j + 1}_rank"] = self.tracked_ranks[j].ravel()
         return pd.DataFrame(cols)
 
-    # -- rendering and files (thin delegates to logitscope.render / logitscope.export) ---------
+    # -- rendering and files (thin delegates to logitscope.render / logitscope.lens.export) ---------
     def plot(self, path=None, *, metric: str = "entropy", **kwargs):
         """Heatmap: top-1 token per cell coloured by ``metric`` (``entropy``, ``prob``, ``target``,
         ``rank``, ``kl``); ``.png``/``.svg``/``.pdf`` via matplotlib, ``.html`` via plotly.
         See :func:`logitscope.render.plot`."""
-        from .render import plot
+        from ..render import plot
 
         return plot(self, path, metric=metric, **kwargs)
 
     def plot_trajectory(self, position: int = -1, path=None, **kwargs):
         """Probability (or ``value="rank"``) of the ``track=`` tokens across layers at ``position``.
         See :func:`logitscope.render.plot_trajectory`."""
-        from .render import plot_trajectory
+        from ..render import plot_trajectory
 
         return plot_trajectory(self, position, path, **kwargs)
 
     def _repr_html_(self) -> str:
-        from .render import notebook_html
+        from ..render import notebook_html
 
         return notebook_html(self)
 
     def save(self, path, format: str | None = None):
-        """Write as JSON, JSON Lines, CSV or Parquet (from the suffix). See :func:`logitscope.export.save`."""
+        """Write as JSON, JSON Lines, CSV or Parquet (from the suffix). See :func:`logitscope.lens.export.save`."""
         from .export import save
 
         return save(self, path, format)

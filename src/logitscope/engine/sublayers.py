@@ -1,13 +1,13 @@
 """Inside a block: the residual stream after each block's attention sub-layer.
 
-Stream rows (see :mod:`logitscope.capture`) are block outputs. A block ``l`` (1-based, as the
+Stream rows (see :mod:`logitscope.engine.capture`) are block outputs. A block ``l`` (1-based, as the
 row it outputs) computes
 
 * sequential blocks: ``mid_l = row_{l-1} + attn_l``, ``row_l = mid_l + mlp_l``;
 * parallel blocks: ``row_l = row_{l-1} + attn_l + mlp_l`` (no ``mid`` exists in the model).
 
 The sub-layer row ``"l.attn"`` is ``mid_l``, captured as the input of the block's pre-MLP module
-(where that is, per architecture, is :data:`logitscope.registry.BLOCK_LAYOUTS`). Parallel
+(where that is, per architecture, is :data:`logitscope.arch.registry.BLOCK_LAYOUTS`). Parallel
 blocks get the row ``"l.in+attn"`` = ``row_l - mlp_l`` = ``row_{l-1} + attn_l``: what the block
 would output with its MLP silenced. Either way the row equals the model itself with the blocks
 after ``l`` removed and block ``l``'s MLP output zeroed (the oracle in ``tests/test_sublayers.py``).
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import UnsupportedModelError
 from .capture import _first_tensor, run_captured
-from .errors import UnsupportedModelError
 
 Row = int | str  # a stream row (0..L) or a sub-layer row name such as "3.attn"
 
@@ -46,7 +46,7 @@ class Layout:
 
 def layout_of(parts, config) -> Layout:
     """The :class:`Layout` of a model, or a clear :class:`UnsupportedModelError`."""
-    from .registry import block_layout
+    from ..arch.registry import block_layout
 
     found = block_layout(config)
     if found is None or parts.kind == "masked":

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CorruptWeightsError, EmptyInputError, InputError
-from .inputs import check_vocab, context_limit, display_tokens, to_ids
-from .kernel import DEFAULT_CHUNK_ELEMENTS
+from ..engine.inputs import check_vocab, context_limit, display_tokens, to_ids
+from ..engine.kernel import DEFAULT_CHUNK_ELEMENTS
+from ..errors import CorruptWeightsError, EmptyInputError, InputError
 
 
 @dataclass
@@ -288,7 +288,7 @@ def embed(scope, inputs, *, special_tokens: bool = True) -> Embeddings:
 
 
 def embed_through_head(scope, inputs, *, k: int = 10, tail: bool = False, special_tokens: bool = True):
-    """Implementation of :meth:`logitscope.Scope.embed_through_head`; returns a :class:`~logitscope.logits.TopTokens`.
+    """Implementation of :meth:`logitscope.Scope.embed_through_head`; returns a :class:`~logitscope.outputs.logits.TopTokens`.
 
     Each position is scored against its own token (``target_ids`` = ``token_ids``), so
     ``target_ranks`` shows whether a token's embedding maps back to itself.

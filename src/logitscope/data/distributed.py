@@ -163,7 +163,7 @@ def auto_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4)
     Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster).
     """
     if seq_len < 1:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"seq_len must be at least 1, not {seq_len}")
     cfg, parts = scope.model.config, scope.require_head()

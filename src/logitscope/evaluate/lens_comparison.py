@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.intervals import METRICS
-from ..evaluate.result import EvalResult, save_run
 from ..render.curves import PANELS
+from .intervals import METRICS
+from .result import EvalResult, save_run
 
 LENSES = (("logit", "logit lens", "-"), ("tuned", "tuned lens", "--"))  # (key, label, line style)
 

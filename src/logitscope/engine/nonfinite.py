@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import NonFiniteError
+from ..errors import NonFiniteError
 
 _HALF = {torch.float16: "float16 (largest value 65504)", torch.bfloat16: "bfloat16"}
 
@@ -37,9 +37,9 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
         err: the kernel's error (it says where the logits are not finite).
         streams: (S, N, d_model) the real (unpadded) rows of the captured streams.
         rows: the stream row label of each of the S streams (the final stream last).
-        batch: the :class:`~logitscope.inputs.Encoded` inputs of the forward pass.
+        batch: the :class:`~logitscope.engine.inputs.Encoded` inputs of the forward pass.
     """
-    from .weights import nonfinite_parameters
+    from ..arch.weights import nonfinite_parameters
 
     model = scope.model
     where = getattr(err, "where", str(err))
@@ -75,8 +75,8 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
 
 def _finite_alone(scope, enc, rows: Sequence) -> bool:
     """Whether the captured streams of one unpadded input are all finite."""
+    from ..lens.run import model_inputs
     from .capture import run_captured
-    from .lens import model_inputs
 
     parts = scope.parts
     ints = sorted({int(str(r).split(".")[0]) for r in rows})

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .capture import pad_guard
-from .errors import ContextLengthError, InputError, NonFiniteError
-from .inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
-from .lens import model_inputs
+from ..engine.capture import pad_guard
+from ..engine.inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
+from ..errors import ContextLengthError, InputError, NonFiniteError
+from ..lens.run import model_inputs
 
 SCHEMA_VERSION = 1
 
@@ -210,7 +210,7 @@ class LogitsResult:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the logits: ``.safetensors`` (with ids and metadata, see :meth:`load`) or ``.npy`` (the array)."""
-        from .atomic import atomic_file
+        from ..io.atomic import atomic_file
 
         path = os.fspath(path)
         if not path.endswith((".npy", ".safetensors")):

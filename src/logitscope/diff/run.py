@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .diff_result import DiffResult
-from .errors import InputError
-from .inputs import display_tokens, encode_all
+from ..engine.inputs import display_tokens, encode_all
+from ..errors import InputError
+from .result import DiffResult
 
 
 def aligned_rows(n_a: int, n_b: int) -> list[int]:
@@ -40,8 +40,8 @@ def _check_same_vocab(a, b) -> None:
 
 def _streams(scope, enc, rows: list[int]) -> torch.Tensor:
     """(len(rows), P, d) captured stream rows of one encoded input."""
-    from .capture import run_captured
-    from .lens import model_inputs
+    from ..engine.capture import run_captured
+    from ..lens.run import model_inputs
 
     parts = scope.parts
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
@@ -84,7 +84,7 @@ def pair_stats(h_a, h_b, unembed_a, unembed_b, *, top_k: int, chunk_rows: int, d
             out["b_probs"].append(torch.exp(vb - lse_b[:, None]))
     res = {k: torch.cat(v).cpu() for k, v in out.items()}
     if not bool(torch.isfinite(res["kl"]).all()):
-        from .errors import NonFiniteError
+        from ..errors import NonFiniteError
 
         raise NonFiniteError("a model's logits hold NaN or inf: no KL to report (fp16? try dtype='float32')")
     return res
@@ -122,9 +122,9 @@ def compare(a, b=None, inputs=None, *, against=None, top_k: int = 5, truncate: b
         truncate: cut over-long inputs to the context length instead of raising.
 
     Returns:
-        :class:`~logitscope.diff_result.DiffResult`.
+        :class:`~logitscope.diff.result.DiffResult`.
     """
-    from .inputs import check_top_k
+    from ..engine.inputs import check_top_k
 
     if inputs is None:
         raise InputError("compare() needs an input text (or token ids)")

@@ -1,6 +1,6 @@
 """Architecture knowledge, in one place: where each model keeps its blocks, final norm and head.
 
-Keyed by ``config.model_type``. Architectures not listed are handled by :func:`~logitscope.discover.discover`, which
+Keyed by ``config.model_type``. Architectures not listed are handled by :func:`~logitscope.arch.discover.discover`, which
 finds the same parts by structure; either way the result is checked against the model's own
 logits when a :class:`~logitscope.scope.Scope` is built (see ``parts.self_check``).
 """
@@ -254,7 +254,7 @@ def spec_for(model) -> tuple[ArchSpec, bool]:
     """
     model_type = model.config.model_type
     if model_type in UNLENSABLE:
-        from .errors import UnsupportedModelError
+        from ..errors import UnsupportedModelError
 
         raise UnsupportedModelError(
             f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {UNLENSABLE[model_type]}"

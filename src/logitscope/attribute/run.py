@@ -3,7 +3,7 @@
 The final stream is a sum of parts: ``x_L = e + Σ_l (a_l + m_l)`` with ``e`` the stream entering
 block 1 (embeddings), ``a_l`` block ``l``'s attention output and ``m_l`` its MLP output as added
 to the stream (differences of captured rows: ``a_l = mid_l - row_{l-1}``, ``m_l = row_l - mid_l``,
-see :mod:`logitscope.sublayers`). The final norm ``N(x) = g ⊙ P(x) / s(x) + β`` (``P`` centres
+see :mod:`logitscope.engine.sublayers`). The final norm ``N(x) = g ⊙ P(x) / s(x) + β`` (``P`` centres
 for LayerNorm, is the identity for RMSNorm) is linear once its scale ``s`` is frozen at the
 final stream's value ``s(x_L)`` (the standard choice), and the rest of the tail up to the logits
 (T5's rescale, linear pre-head projections, the head, logit biases, Granite/Cohere logit
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attribute_result import AttributionResult
-from .errors import InputError, UnsupportedModelError
-from .inputs import check_vocab, display_tokens, encode_all, to_ids
+from ..engine.inputs import check_vocab, display_tokens, encode_all, to_ids
+from ..errors import InputError, UnsupportedModelError
+from .result import AttributionResult
 
 _PROBE = 16.0  # probe magnitude: large enough that a norm's eps is negligible, small for fp16
 
@@ -110,8 +110,8 @@ def _pick_targets(target, scope, z: torch.Tensor) -> torch.Tensor:
 
 def run_attribute(scope, inputs, *, target=None, truncate: bool = False) -> AttributionResult:
     """Implementation of :meth:`logitscope.Scope.attribute` (see there)."""
-    from .lens import model_inputs
-    from .sublayers import layout_of, run_captured_rows
+    from ..engine.sublayers import layout_of, run_captured_rows
+    from ..lens.run import model_inputs
 
     parts = scope.require_head()
     layout = layout_of(parts, scope.model.config)

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .errors import UnsupportedModelError
-from .registry import stream_order, stream_slot
+from ..arch.registry import stream_order, stream_slot
+from ..errors import UnsupportedModelError
 
 
 class _StopForward(Exception):

@@ -135,8 +135,8 @@ class DiffResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.json``, ``.csv`` or ``.parquet`` (from the suffix), atomically."""
-        from .atomic import atomic_file
-        from .errors import InputError
+        from ..errors import InputError
+        from ..io.atomic import atomic_file
 
         path = Path(path)
         suffix = path.suffix.lower()
@@ -157,7 +157,7 @@ class DiffResult:
         ``.png``/``.svg``/``.pdf`` via matplotlib, ``.html`` via plotly. See
         :func:`logitscope.render.diff.plot_diff`.
         """
-        from .render.diff import plot_diff
+        from ..render.diff import plot_diff
 
         return plot_diff(self, path, metric=metric, **kwargs)
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .capture import pad_guard, run_captured
-from .errors import InputError, LogitscopeError, NonFiniteError, UnsupportedModelError
-from .inputs import Encoded, check_top_k, display_tokens, encode_all, length_batches, track_ids
-from .kernel import stream_stats
-from .registry import decoder_start
+from ..arch.registry import decoder_start
+from ..engine.capture import pad_guard, run_captured
+from ..engine.inputs import Encoded, check_top_k, display_tokens, encode_all, length_batches, track_ids
+from ..engine.kernel import stream_stats
+from ..errors import InputError, LogitscopeError, NonFiniteError, UnsupportedModelError
 from .result import LensResult
 
 
@@ -109,13 +109,13 @@ def run_lens(
     sublayers = sublayers or bool(attn_rows)  # naming a row "3.attn" asks for the sub-layer lens
     layout = None
     if sublayers:  # rows "l.attn" between the block rows (sublayers.py)
-        from .sublayers import layout_of
+        from ..engine.sublayers import layout_of
 
         if tuned is not None:
             raise InputError("sublayers=True works with the logit lens only, not with a tuned lens")
         layout = layout_of(parts, scope.model.config)
     if tuned is not None:  # a tuned lens: translate rows 0..L-1, then the same tail and kernel
-        from .tuned.lens import resolve as resolve_tuned
+        from ..tuned.lens import resolve as resolve_tuned
 
         tuned = resolve_tuned(scope, tuned, strict=strict)
     vocab_size = parts.vocab_size
@@ -127,7 +127,7 @@ def run_lens(
     tracked = torch.tensor(track_ids(track, tok, vocab_size), dtype=torch.long)
     L = parts.n_blocks
     if attn_rows:  # only the rows named: blocks given as ints/names, "l.attn" rows by block
-        from .sublayers import with_sublayers
+        from ..engine.sublayers import with_sublayers
 
         blocks = set(resolve_layers(layers, L)) if layers else set()
         every = with_sublayers(range(L + 1), layout)
@@ -135,7 +135,7 @@ def run_lens(
     else:
         rows = resolve_layers(layers, L)
         if layout is not None:
-            from .sublayers import with_sublayers
+            from ..engine.sublayers import with_sublayers
 
             rows = with_sublayers(rows, layout)
     stat_rows = [r for r in rows if r != L] + [L]  # the kernel wants the final stream last
@@ -147,7 +147,7 @@ def run_lens(
             if layout is None:
                 captured = run_captured(scope.model, parts.blocks, stat_rows, **kwargs)
             else:
-                from .sublayers import run_captured_rows
+                from ..engine.sublayers import run_captured_rows
 
                 captured = run_captured_rows(scope.model, parts.blocks, layout, stat_rows, **kwargs)
         lengths = [len(e.lens_ids) for e in batch]
@@ -176,7 +176,7 @@ def run_lens(
                 device=parts.head_device,
             )
         except NonFiniteError as err:  # say why: NaN weights, padding or overflow (nonfinite.py)
-            from .nonfinite import explain
+            from ..engine.nonfinite import explain
 
             raise explain(scope, err, streams=streams, rows=stat_rows, batch=batch) from err
         del streams

@@ -8,7 +8,7 @@ only the (finite) input embeddings (``info``, ``embed``, ``nearest``) still work
 
 from __future__ import annotations
 
-from .errors import CorruptWeightsError, InputError
+from ..errors import CorruptWeightsError, InputError
 
 
 def check_model(model, tokenizer=None) -> None:

@@ -1,7 +1,7 @@
 """The escape hatch: full float32 logits of chosen stream rows, and the model's tail on any state.
 
 :func:`layer_logits` is the lens without the reduction: for each chosen stream row the model's
-own tail (:meth:`~logitscope.parts.ModelParts.unembed`: final norm → rescale → pre-head modules →
+own tail (:meth:`~logitscope.arch.parts.ModelParts.unembed`: final norm → rescale → pre-head modules →
 head → logits bias → post-head transforms) applied at every position, kept whole because the
 caller asked for it (``S × P × V`` float32). :func:`unembed` is that tail on any hidden state.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError, NonFiniteError
+from ..errors import InputError, NonFiniteError
 
 
 @dataclass
@@ -59,7 +59,7 @@ class LayerLogits:
 
     def layer(self, layer: int | str) -> torch.Tensor:
         """(P, V) logits of one stream row, by row number or name (``"embed"``, ``"3"``, ``-1``)."""
-        from .lens import resolve_layers
+        from .run import resolve_layers
 
         row = resolve_layers([layer], self.meta.get("n_blocks", max(self.layers)))[0]
         if row not in self.layers:
@@ -96,9 +96,9 @@ def unembed(scope, h) -> torch.Tensor:
 
 def layer_logits(scope, inputs, *, layers=None, target=None, batch_size: int = 8, truncate: bool = False, device="cpu"):
     """Implementation of :meth:`logitscope.Scope.layer_logits` (see there)."""
-    from .capture import pad_guard, run_captured
-    from .inputs import display_tokens, encode_all, length_batches
-    from .lens import layer_name, model_inputs, resolve_layers
+    from ..engine.capture import pad_guard, run_captured
+    from ..engine.inputs import display_tokens, encode_all, length_batches
+    from .run import layer_name, model_inputs, resolve_layers
 
     parts = scope.require_head()
     single, encs = encode_all(

@@ -1,6 +1,6 @@
 """The lens-relevant parts of one loaded model: its blocks and its unembedding pipeline.
 
-``resolve(model)`` turns an :class:`~logitscope.registry.ArchSpec` into modules, and
+``resolve(model)`` turns an :class:`~logitscope.arch.registry.ArchSpec` into modules, and
 :meth:`ModelParts.unembed` is the model's own tail (final norm → rescale → pre-head modules →
 head → logits bias → post-head transforms) applied to any residual stream.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import NoLMHeadError
+from ..errors import NoLMHeadError
 from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, scale_flag, spec_for
 
 

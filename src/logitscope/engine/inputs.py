@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ContextLengthError, EmptyInputError, InputError
-from .registry import context_limit, decoder_start
+from ..arch.registry import context_limit, decoder_start
+from ..errors import ContextLengthError, EmptyInputError, InputError
 
 
 @dataclass

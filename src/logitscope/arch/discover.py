@@ -1,6 +1,6 @@
 """Structural discovery: find the blocks, final norm and head of an architecture not in the registry.
 
-The registry (:mod:`logitscope.registry`) holds what is known per ``model_type``; this module
+The registry (:mod:`logitscope.arch.registry`) holds what is known per ``model_type``; this module
 finds the same parts by structure for everything else. A wrong guess never gives wrong rows: the
 load-time self-check (``lens.self_check``) refuses a tail that does not reproduce the model.
 """
@@ -33,7 +33,7 @@ def discover(model) -> ArchSpec:
     """
     import torch.nn as nn
 
-    from .errors import UnsupportedModelError
+    from ..errors import UnsupportedModelError
 
     want_decoder = model_kind(model) == "seq2seq"
     counts = _layer_counts(model.config)

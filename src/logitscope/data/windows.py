@@ -2,7 +2,7 @@
 
 Everything is a generator, so memory stays flat in the size of the corpus:
 
-* :class:`~logitscope.corpus.Corpus` reads text, JSONL, JSON, Parquet, Arrow and CSV files,
+* :class:`~logitscope.data.corpus.Corpus` reads text, JSONL, JSON, Parquet, Arrow and CSV files,
   ``save_to_disk`` folders, directories of them and hub datasets (``hf:NAME[:CONFIG[:SPLIT]]``),
   and yields ``(text, ends_document)`` pieces;
 * :func:`token_chunks` tokenises pieces in batches and appends the EOS token after every document;
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..engine.inputs import context_limit
+from ..errors import ContextLengthError, EmptyInputError, InputError
 from .corpus import JSONL_SUFFIXES, SUFFIXES, TEXT_SUFFIXES, Corpus, list_files, looks_like_path  # noqa: F401
-from .errors import ContextLengthError, EmptyInputError, InputError
-from .inputs import context_limit
 
 DEFAULT_SEQ_LEN = 1024
 TOKENIZE_BATCH_BYTES = 1 << 18  # text handed to the tokenizer per call
@@ -112,7 +112,7 @@ def token_stream(
     """Turn any supported ``data`` into token chunks, plus the :class:`Corpus` when reading files.
 
     ``data`` is a :class:`Corpus`; a path (``os.PathLike``: a file or folder, see
-    :mod:`logitscope.corpus`); a ``str`` that :func:`~logitscope.corpus.looks_like_path` (it
+    :mod:`logitscope.data.corpus`); a ``str`` that :func:`~logitscope.data.corpus.looks_like_path` (it
     exists, starts with ``hf:``, or has no whitespace and a corpus suffix or a path separator;
     such a path that does not exist is an :class:`InputError`, never scored as text); any other
     ``str`` (one document's text); an iterable of ``str`` (documents); a 1-D integer

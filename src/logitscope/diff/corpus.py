@@ -1,8 +1,8 @@
 """Lens diff over a corpus: per-layer mean KL(A ‖ B) and top-1 agreement of two models.
 
-The corpus is cut into the windows :meth:`logitscope.Scope.evaluate` uses (:mod:`logitscope.data`);
+The corpus is cut into the windows :meth:`logitscope.Scope.evaluate` uses (:mod:`logitscope.data.windows`);
 each batch of windows goes through both models once, with hooks, and the aligned rows are reduced
-by :func:`logitscope.diff.pair_stats` in row chunks (never a layers × tokens × vocab tensor). Per
+by :func:`logitscope.diff.run.pair_stats` in row chunks (never a layers × tokens × vocab tensor). Per
 window only ``2 × S`` sums are kept, for percentile-bootstrap confidence intervals over windows.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @dataclass
@@ -76,13 +76,13 @@ class CorpusDiff:
 
     def plot(self):
         """A matplotlib Figure: KL(A ‖ B) and top-1 agreement by layer, with CI bands."""
-        from .render.diff import corpus_curves
+        from ..render.diff import corpus_curves
 
         return corpus_curves(self)
 
     def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
         """Write ``compare.json`` (and ``compare.png``) into ``out_dir``, each file atomically."""
-        from .atomic import atomic_file
+        from ..io.atomic import atomic_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -129,9 +129,9 @@ def compare_corpus(
         batch_size: windows per forward.
         confidence, n_boot, seed: percentile-bootstrap intervals over windows.
     """
-    from .capture import run_captured
-    from .data import resolve_seq_len, token_stream, windows
-    from .diff import _check_same_vocab, aligned_rows, pair_stats
+    from ..data.windows import resolve_seq_len, token_stream, windows
+    from ..engine.capture import run_captured
+    from .run import _check_same_vocab, aligned_rows, pair_stats
 
     pa, pb = a.require_head(), b.require_head()
     if pa.kind != "causal":

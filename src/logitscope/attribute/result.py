@@ -76,7 +76,7 @@ class AttributionResult:
         """``position`` as an index ``0 .. P-1`` (negative counts from the end)."""
         P = self.n_positions
         if not -P <= position < P:
-            from .errors import InputError
+            from ..errors import InputError
 
             raise InputError(f"position {position} out of range: the input has {P} positions")
         return position % P
@@ -131,7 +131,7 @@ class AttributionResult:
         ``.png``/``.svg``/``.pdf`` via matplotlib, ``.html`` via plotly. See
         :func:`logitscope.render.attribution.plot_attribution`.
         """
-        from .render.attribution import plot_attribution
+        from ..render.attribution import plot_attribution
 
         return plot_attribution(self, path, position=position, **kwargs)
 

@@ -1,0 +1,1 @@
+"""Corpus input: sources → documents → token stream → windows, and the processes that share them."""

@@ -41,7 +41,7 @@ def main() -> None:
     from bench_lens import build
 
     import logitscope
-    import logitscope.lens.run as lens_module
+    import logitscope.engine.run as engine_run
     from logitscope.engine.capture import run_captured
 
     model = build(12, 50257, args.threads)
@@ -59,7 +59,7 @@ def main() -> None:
 
     def lens_with(kernel):
         def run():
-            lens_module.stream_stats = kernel
+            engine_run.stream_stats = kernel
             scope.lens(ids[0], top_k=5)
 
         return run

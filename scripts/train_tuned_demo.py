@@ -26,9 +26,8 @@ import torch
 from kjv_corpus import chapter_text, load_corpus_text, parse_chapters, split_chapters
 
 import logitscope
-from logitscope.tuned import TunedLens
+from logitscope.tuned import TunedLens, save_lens
 from logitscope.tuned.api import LOG_FILE
-from logitscope.tuned.format import save_lens
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "logitscope" / "tuned" / "demo"
 

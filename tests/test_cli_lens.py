@@ -12,9 +12,9 @@ from test_export import validate
 from typer.testing import CliRunner
 
 import logitscope
+from logitscope import export
 from logitscope.cli import app
 from logitscope.cli.lens import parse_layers, read_inputs
-from logitscope.lens import export
 
 TEXT = "The quick brown fox"
 

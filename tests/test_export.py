@@ -11,8 +11,8 @@ import pytest
 from conftest import AWKWARD, fake_result
 
 import logitscope
+from logitscope import export
 from logitscope.errors import InputError
-from logitscope.lens import export
 from logitscope.lens.result import _ARRAYS
 
 _TYPES = {

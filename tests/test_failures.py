@@ -255,7 +255,7 @@ def silent_server():
 def test_7_hub_probe(silent_server, monkeypatch):
     from huggingface_hub import constants
 
-    from logitscope.loading import hub_reachable
+    from logitscope.data.hub import hub_reachable
 
     silent, closed = silent_server
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -363,7 +363,7 @@ def test_10_lens_papercuts(tiny_lm_dir, tmp_path, make_result):
     cli("demo", "--prompt", "", "--out", tmp_path / "d")
     assert not (tmp_path / "d").exists()
     res = make_result()  # the last position has no target
-    from logitscope.lens import export
+    from logitscope import export
 
     res.save(tmp_path / "r.csv")
     back = export.read_frame(tmp_path / "r.csv")

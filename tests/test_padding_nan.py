@@ -75,9 +75,9 @@ def test_float16_pad_nan_stays_in_pad_rows(name):
 
 
 def test_padding_named_when_pad_nan_leaks(monkeypatch):
-    import logitscope.lens.run as lens_module
+    import logitscope.engine.run as engine_run
 
-    monkeypatch.setattr(lens_module, "pad_guard", lambda blocks, real: contextlib.nullcontext())
+    monkeypatch.setattr(engine_run, "pad_guard", lambda blocks, real: contextlib.nullcontext())
     scope = logitscope.Scope(windowed("mistral", qk_scale=40.0, dtype=torch.float16))
     with pytest.raises(NonFiniteError, match="caused by padding.*batch_size=1"):
         scope.lens([SHORT, LONG], batch_size=2)

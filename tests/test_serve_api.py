@@ -22,8 +22,8 @@ from logitscope import Scope
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from logitscope.diff.run import row_pairs  # noqa: E402
 from logitscope.serve import Limits, create_app  # noqa: E402
-from logitscope.serve.column import aligned_rows  # noqa: E402
 from logitscope.serve.guard import HostPolicy  # noqa: E402
 from logitscope.serve.slots import Busy, Slot, run_exclusive  # noqa: E402
 
@@ -120,9 +120,10 @@ def test_column_equals_tracked_lens_at_every_layer(client, scopes):
     col = r.json()
     ref = scopes["deep"].lens(TEXT, track=col["ids"])
     assert col["ids"][:3] == ids and len(col["ids"]) == 4 and col["layer_names"] == ref.layer_names
-    np.testing.assert_allclose(np.array(col["probs"]), ref.tracked_probs[:, :, 4], rtol=1e-4, atol=1e-7)
+    # the library's numbers, bit for bit: the JSON's 9 significant digits give back the same float32
+    np.testing.assert_array_equal(np.array(col["probs"], dtype=np.float32), ref.tracked_probs[:, :, 4])
     np.testing.assert_array_equal(np.array(col["ranks"]), ref.tracked_ranks[:, :, 4])
-    np.testing.assert_allclose(col["entropy"], ref.entropy[:, 4], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.array(col["entropy"], dtype=np.float32), ref.entropy[:, 4])
     assert col["top1_ids"] == ref.top_ids[:, 4, 0].tolist()
 
 
@@ -149,10 +150,10 @@ def test_compare_refuses_different_vocabularies(client):
     assert "vocabularies differ" in r.json()["error"]
 
 
-def test_aligned_rows_by_fraction_of_depth():
-    assert aligned_rows(4, 4) == [(i, i) for i in range(5)]
-    assert aligned_rows(12, 6) == [(0, 0), (2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
-    assert aligned_rows(3, 5)[0] == (0, 0) and aligned_rows(3, 5)[-1] == (3, 5)
+def test_row_pairs_by_fraction_of_depth():
+    assert row_pairs(4, 4) == [(i, i) for i in range(5)]
+    assert row_pairs(12, 6) == [(0, 0), (2, 1), (4, 2), (6, 3), (8, 4), (10, 5), (12, 6)]
+    assert row_pairs(3, 5)[0] == (0, 0) and row_pairs(3, 5)[-1] == (3, 5)
 
 
 def test_logits_seq2seq_masked_and_generate(client, scopes):

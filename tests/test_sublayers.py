@@ -157,8 +157,10 @@ def test_kl_of_attn_rows_is_against_the_final_row():
 
 def test_sublayers_with_tuned_lens_is_refused():
     scope = logitscope.Scope(tiny.build("llama"))
-    with pytest.raises(InputError, match="sublayers=True"):
-        scope.lens(SRC, sublayers=True, tuned=object())
+    from logitscope.tuned import TunedLens
+
+    with pytest.raises(InputError, match="sublayers=True works with the logit lens only"):
+        scope.lens(SRC, sublayers=True, tuned=TunedLens.from_scope(scope))
 
 
 def test_cli_sublayers(tiny_lm_dir):

@@ -43,8 +43,27 @@ class ContextLengthError(InputError):
     """The input is longer than the model's context window."""
 
 
+USUAL_NONFINITE_CAUSES = (
+    "the usual causes: NaN/inf weights, an overflow in float16/bfloat16 (try dtype='float32'), "
+    "or NaN in padded positions (try batch_size=1)"
+)
+
+
 class NonFiniteError(LogitscopeError):
-    """The model produced NaN or infinite logits (fp16 overflow, NaN weights...): no statistic is trustworthy."""
+    """The model produced NaN or infinite logits (fp16 overflow, NaN weights...): no statistic is trustworthy.
+
+    The message is ``"{where}: {cause}"``, or ``"{where}; the usual causes: ..."`` while the cause
+    is unknown (:func:`logitscope.engine.nonfinite.explain` finds it).
+
+    Attributes:
+        where: what holds NaN/inf, e.g. ``"the lens logits hold NaN or inf (rows 0-12 of positions 0-5)"``.
+        cause: why, when known, else ``None``.
+    """
+
+    def __init__(self, where: str, cause: str | None = None):
+        self.where = where
+        self.cause = cause
+        super().__init__(f"{where}: {cause}" if cause else f"{where}; {USUAL_NONFINITE_CAUSES}")
 
 
 class LensMismatchError(LogitscopeError):

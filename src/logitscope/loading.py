@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .data.hub import hub_reachable
 from .errors import CorruptWeightsError, InputError, LogitscopeError, ModelNotFoundError, RemoteCodeError
 
 DEMO_DIR = Path(__file__).parent / "demo_model"
@@ -36,32 +37,6 @@ def resolve_name(name: str | os.PathLike) -> str:
     if path.is_dir() and not (path / "config.json").exists():
         raise ModelNotFoundError(f"{text!r} is a directory without a config.json, not a Hugging Face model")
     return str(path) if path.exists() else text
-
-
-HUB_PROBE_TIMEOUT = 2.0  # seconds to wait for a TCP connection to the hub before calling it unreachable
-
-
-def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers an HTTP ``HEAD`` within ``timeout`` seconds.
-
-    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Any HTTP answer counts (the proxy settings of
-    the environment apply). Used so that an offline machine fails in about ``timeout`` seconds
-    instead of after huggingface_hub's retries (~30 s).
-    """
-    import urllib.error
-    import urllib.request
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return True  # the server answered
-    except (OSError, ValueError):  # URLError, timeouts, refused connections, a malformed endpoint
-        return False
-    return True
 
 
 def _in_cache(repo_id: str, revision: str | None) -> bool:

@@ -45,7 +45,7 @@ class Scope:
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
         if self_check and self.parts is not None:
-            from .lens.run import self_check as check
+            from .engine.check import self_check as check
 
             try:
                 check(self)
@@ -104,10 +104,11 @@ class Scope:
         batch_size: int = 8,
         truncate: bool = False,
         tuned=None,
+        lens=None,
         strict: bool = True,
         sublayers: bool = False,
     ):
-        """Run the logit lens (or, with ``tuned=``, the tuned lens).
+        """Run the logit lens (or, with ``lens=`` / ``tuned=``, another lens).
 
         Args:
             inputs: text, a list of token ids or a 1-D LongTensor (→ one ``LensResult``), or a
@@ -125,7 +126,12 @@ class Scope:
             tuned: a :class:`~logitscope.tuned.TunedLens`, a tuned-lens folder, or ``"demo"``:
                 rows 0..L-1 become ``tail(h + W h + b)`` (docs/tuned_lens.md); ``meta["lens"]``
                 says which lens made the result.
-            strict: refuse a tuned lens whose unembedding hash differs from the model's.
+            lens: any lens: a lens object (:class:`~logitscope.engine.lens.Lens`: the logit lens,
+                a :class:`~logitscope.tuned.TunedLens`, a Jacobian lens...), a lens folder or file
+                (its kind read from its contents: :mod:`logitscope.lens.select`), ``"logit"`` or
+                ``"demo"``. Every lens maps each row ``h`` to ``transform(row, h)``, then the model's
+                own tail; ``meta["lens"]`` says which. Give ``lens=`` or ``tuned=``, not both.
+            strict: refuse a lens whose unembedding hash differs from the model's.
             sublayers: also show each block's stream after attention, as a row ``"3.attn"``
                 before row ``"3"`` (``"3.in+attn"`` for parallel blocks; docs/inside.md).
         """
@@ -141,6 +147,7 @@ class Scope:
             batch_size=batch_size,
             truncate=truncate,
             tuned=tuned,
+            lens=lens,
             strict=strict,
             sublayers=sublayers,
         )
@@ -200,7 +207,16 @@ class Scope:
         return unembed(self, h)
 
     def layer_logits(
-        self, inputs, *, layers=None, target=None, batch_size: int = 8, truncate: bool = False, device="cpu"
+        self,
+        inputs,
+        *,
+        layers=None,
+        target=None,
+        batch_size: int = 8,
+        truncate: bool = False,
+        device="cpu",
+        lens=None,
+        strict: bool = True,
     ):
         """Full float32 lens logits at chosen stream rows: ``S × P × vocab`` per input (the lens
         itself never holds these; use ``layers=`` to keep it small).
@@ -210,6 +226,8 @@ class Scope:
             layers: stream rows (0 = embeddings, negative from the end, or names); default all.
             target, batch_size, truncate: as in :meth:`lens`.
             device: where the logits are returned.
+            lens, strict: as in :meth:`lens` (default: the logit lens, whose rows equal the model
+                itself with the later blocks removed).
 
         Returns:
             :class:`~logitscope.lens.layer_logits.LayerLogits` with ``logits`` (S, P, V) float32.
@@ -217,7 +235,15 @@ class Scope:
         from .lens.layer_logits import layer_logits
 
         return layer_logits(
-            self, inputs, layers=layers, target=target, batch_size=batch_size, truncate=truncate, device=device
+            self,
+            inputs,
+            layers=layers,
+            target=target,
+            batch_size=batch_size,
+            truncate=truncate,
+            device=device,
+            lens=lens,
+            strict=strict,
         )
 
     # -- inside blocks and across models (attribute.py, diff.py; docs/inside.md) ----------------

@@ -2,12 +2,13 @@
 
 The registry (:mod:`logitscope.arch.registry`) holds what is known per ``model_type``; this module
 finds the same parts by structure for everything else. A wrong guess never gives wrong rows: the
-load-time self-check (``lens.self_check``) refuses a tail that does not reproduce the model.
+load-time self-check (:func:`logitscope.engine.check.self_check`) refuses a tail that does not reproduce the model.
 """
 
 from __future__ import annotations
 
-from .registry import NORM_NAMES, ArchSpec, model_kind
+from ..errors import UnsupportedModelError
+from .registry import NORM_NAMES, REGISTRY, UNLENSABLE, ArchSpec, model_kind
 
 
 def _layer_counts(config) -> set[int]:
@@ -32,8 +33,6 @@ def discover(model) -> ArchSpec:
     projection on the owner when a Linear head is narrower than the stream.
     """
     import torch.nn as nn
-
-    from ..errors import UnsupportedModelError
 
     want_decoder = model_kind(model) == "seq2seq"
     counts = _layer_counts(model.config)
@@ -98,3 +97,20 @@ def discover(model) -> ArchSpec:
     bias = "final_logits_bias" if hasattr(model, "final_logits_bias") else None
     scale = bool(getattr(model.config, "scale_decoder_outputs", False))  # T5-style rescale flag
     return ArchSpec(blocks, final_norm, pre_head=pre_head, head=head, logits_bias=bias, scale_decoder_output=scale)
+
+
+def spec_for(model) -> tuple[ArchSpec, bool]:
+    """The spec for ``model``: from the registry, else discovered (:func:`discover`). Returns ``(spec, discovered)``.
+
+    Raises:
+        UnsupportedModelError: the architecture is in :data:`UNLENSABLE` (the message says why).
+    """
+    model_type = model.config.model_type
+    if model_type in UNLENSABLE:
+        raise UnsupportedModelError(
+            f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {UNLENSABLE[model_type]}"
+        )
+    spec = REGISTRY.get(model_type)
+    if spec is not None:
+        return spec, False
+    return discover(model), True

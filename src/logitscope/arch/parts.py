@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import NoLMHeadError
-from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, scale_flag, spec_for
+from .discover import spec_for
+from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, scale_flag
 
 
 @dataclass
@@ -46,13 +47,18 @@ class ModelParts:
         return len(self.blocks)
 
     @property
-    def vocab_size(self) -> int:
+    def head_weight(self) -> torch.Tensor:
+        """The unembedding matrix (vocab, d): the head's weight, or its last ``nn.Linear``'s (MLM heads)."""
         weight = getattr(self.head, "weight", None)
         if weight is None:  # an MLM head wrapper: its decoder holds the weight
             for module in self.head.modules():
                 if isinstance(module, nn.Linear):
                     weight = module.weight
-        return int(weight.shape[0])
+        return weight
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.head_weight.shape[0])
 
     @property
     def head_device(self) -> torch.device:

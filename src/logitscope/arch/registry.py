@@ -246,27 +246,6 @@ def model_kind(model) -> Kind:
     return "causal"
 
 
-def spec_for(model) -> tuple[ArchSpec, bool]:
-    """The spec for ``model``: from the registry, else discovered. Returns ``(spec, discovered)``.
-
-    Raises:
-        UnsupportedModelError: the architecture is in :data:`UNLENSABLE` (the message says why).
-    """
-    model_type = model.config.model_type
-    if model_type in UNLENSABLE:
-        from ..errors import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {UNLENSABLE[model_type]}"
-        )
-    spec = REGISTRY.get(model_type)
-    if spec is not None:
-        return spec, False
-    from .discover import discover
-
-    return discover(model), True
-
-
 # -- context length ------------------------------------------------------------------------
 # Config fields holding a hard context limit (absolute position embeddings, RoPE tables).
 _CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")

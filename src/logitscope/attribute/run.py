@@ -110,8 +110,8 @@ def _pick_targets(target, scope, z: torch.Tensor) -> torch.Tensor:
 
 def run_attribute(scope, inputs, *, target=None, truncate: bool = False) -> AttributionResult:
     """Implementation of :meth:`logitscope.Scope.attribute` (see there)."""
-    from ..engine.sublayers import layout_of, run_captured_rows
-    from ..lens.run import model_inputs
+    from ..engine.run import capture
+    from ..engine.sublayers import layout_of
 
     parts = scope.require_head()
     layout = layout_of(parts, scope.model.config)
@@ -121,8 +121,7 @@ def run_attribute(scope, inputs, *, target=None, truncate: bool = False) -> Attr
         raise InputError("attribute() takes one input (text or token ids); call it once per input")
     enc = encs[0]
     rows = [0] + [r for b in range(1, L + 1) for r in (layout.name(b), b)]
-    kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
-    captured = run_captured_rows(scope.model, parts.blocks, layout, rows, **kwargs)
+    captured = capture(scope, [enc], rows, layout=layout)
     streams = [captured.pop(r)[0].to(parts.head_device) for r in rows]  # 2L+1 of (P, d)
     x = streams[-1]
     with torch.inference_mode():

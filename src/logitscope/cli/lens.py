@@ -140,6 +140,9 @@ def lens(
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
     tuned: str | None = typer.Option(None, "--tuned", help="Use a tuned lens: a tuned-lens folder, or 'demo'."),
+    lens_path: str | None = typer.Option(
+        None, "--lens", help="Use any lens: a lens folder or file (its kind is read from it), 'logit' or 'demo'."
+    ),
     sublayers: bool = typer.Option(
         False, "--sublayers", help="Add each block's stream after attention as a row 'L.attn' (docs/inside.md)."
     ),
@@ -155,15 +158,17 @@ def lens(
         fail(f"{input_file} has no texts")
     fmt = pick_format(fmt, out)
     check_options(fmt, out, plot, trajectory, position, track)
+    if tuned is not None and lens_path is not None:
+        fail("give --lens or --tuned, not both")
     layer_list = parse_layers(layers)
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
     if sublayers:
         kwargs["sublayers"] = True
-    if tuned is not None:  # read and checked once, applied to every batch
-        from ..tuned import TunedLens
+    if tuned is not None or lens_path is not None:  # read and checked once, applied to every batch
+        from ..lens.select import pick_lens
 
-        kwargs["tuned"] = TunedLens.load(tuned, scope=scope)
+        kwargs["lens"] = pick_lens(scope, lens=lens_path, tuned=tuned)
     results = run_all(scope, items, target, batch_size=batch_size, **kwargs)
     position = -1 if position is None else position
     if trajectory is not None or (fmt == "table" and track):  # --position is used: check it before writing

@@ -268,7 +268,7 @@ def check_hub(hub: tuple[str, str | None, str]) -> None:
     """Fail at once (``InputError``) when the hub cannot be reached: streaming needs it."""
     from huggingface_hub import constants
 
-    from ..loading import hub_reachable
+    from .hub import hub_reachable
 
     if os.environ.get("HF_DATASETS_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE") or not hub_reachable():
         raise InputError(

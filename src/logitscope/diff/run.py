@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..engine.inputs import display_tokens, encode_all
+from ..engine.rows import row_name
 from ..errors import InputError
 from .result import DiffResult
 
@@ -25,6 +26,20 @@ from .result import DiffResult
 def aligned_rows(n_a: int, n_b: int) -> list[int]:
     """B's row for each of A's rows ``0..n_a``, by fraction of depth (half rounds up)."""
     return [int(np.floor(i * n_b / n_a + 0.5)) for i in range(n_a + 1)]
+
+
+def row_pairs(n_a: int, n_b: int) -> list[tuple[int, int]]:
+    """``(row of A, row of B)`` pairs: every row of the shallower model, with the deeper model's
+    row at the same fraction of depth (:func:`aligned_rows`). Equal depths: the identity.
+
+    Args:
+        n_a, n_b: number of blocks of each model.
+    """
+    if min(n_a, n_b) == 0:
+        return [(0, 0)]
+    if n_a <= n_b:
+        return list(enumerate(aligned_rows(n_a, n_b)))
+    return [(a, b) for b, a in enumerate(aligned_rows(n_b, n_a))]
 
 
 def _check_same_vocab(a, b) -> None:
@@ -40,12 +55,10 @@ def _check_same_vocab(a, b) -> None:
 
 def _streams(scope, enc, rows: list[int]) -> torch.Tensor:
     """(len(rows), P, d) captured stream rows of one encoded input."""
-    from ..engine.capture import run_captured
-    from ..lens.run import model_inputs
+    from ..engine.run import capture
 
     parts = scope.parts
-    kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
-    captured = run_captured(scope.model, parts.blocks, sorted(set(rows)), **kwargs)
+    captured = capture(scope, [enc], sorted(set(rows)))
     return torch.stack([captured[r][0].to(parts.head_device) for r in rows])
 
 
@@ -154,7 +167,7 @@ def compare(a, b=None, inputs=None, *, against=None, top_k: int = 5, truncate: b
         )
         last_a, last_b = enc.lens_ids[-1], enc_b.lens_ids[-1]
         tok = a.tokenizer
-        names = ["embed"] + [str(r) for r in rows_a[1:]]
+        names = [row_name(r) for r in rows_a]
         return _result(
             a, a, stats, L + 1, 1,
             tokens=display_tokens([last_a], tok), token_ids=np.asarray([last_a]),
@@ -170,13 +183,12 @@ def compare(a, b=None, inputs=None, *, against=None, top_k: int = 5, truncate: b
     h_a = _streams(a, enc, rows_a).reshape((L + 1) * P, -1)  # (S·P, d_A), row-major
     h_b = _streams(b, enc, rows_b).reshape((L + 1) * P, -1)
     stats = pair_stats(h_a, h_b, pa.unembed, pb.unembed, top_k=top_k, chunk_rows=a.chunk_size, device=pa.head_device)
-    name = lambda r: "embed" if r == 0 else str(r)  # noqa: E731
     tokens = display_tokens(enc.lens_ids, a.tokenizer)
     return _result(
         a, b, stats, L + 1, P,
         tokens=tokens, token_ids=np.asarray(enc.lens_ids), b_tokens=list(tokens),
-        layer_names=[name(r) for r in rows_a], layers=np.asarray(rows_a),
-        b_layer_names=[name(r) for r in rows_b], b_layers=np.asarray(rows_b),
+        layer_names=[row_name(r) for r in rows_a], layers=np.asarray(rows_a),
+        b_layer_names=[row_name(r) for r in rows_b], b_layers=np.asarray(rows_b),
         meta=dict(mode="models", model_a=a.name, model_b=b.name, n_blocks_a=L, n_blocks_b=pb.n_blocks,
                   aligned="by fraction of depth" if pb.n_blocks != L else "one to one"),
     )  # fmt: skip

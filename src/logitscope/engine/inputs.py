@@ -252,3 +252,24 @@ def length_batches(encs: Sequence[Encoded], batch_size: int):
     for b0 in range(0, len(order), batch_size):
         idx = order[b0 : b0 + batch_size]
         yield idx, [encs[i] for i in idx]
+
+
+def model_inputs(kind: str, batch: Sequence[Encoded], device, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded model kwargs for a batch; right padding leaves every real token's result unchanged."""
+
+    def pad(seqs: list[list[int]]):
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        return ids.to(device), mask.to(device)
+
+    ids, mask = pad([e.input_ids for e in batch])
+    out = {"input_ids": ids, "attention_mask": mask}
+    if kind == "seq2seq":
+        out["decoder_input_ids"], out["decoder_attention_mask"] = pad([e.decoder_ids for e in batch])
+    if kind != "masked":
+        out["use_cache"] = False
+    return out

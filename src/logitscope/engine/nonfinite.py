@@ -17,16 +17,24 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import NonFiniteError
+from .rows import Row, block_of, depth_key
 
 _HALF = {torch.float16: "float16 (largest value 65504)", torch.bfloat16: "bfloat16"}
 
 
-def first_nonfinite_row(streams: torch.Tensor, rows: Sequence) -> object | None:
-    """The smallest stream row of ``streams`` (S, N, d), labelled by ``rows``, holding NaN/inf."""
+def check_finite(t: torch.Tensor, what: str) -> torch.Tensor:
+    """``t`` itself, or a :class:`NonFiniteError` ``"{what} hold NaN or inf; the usual causes: ..."``."""
+    if not bool(torch.isfinite(t).all()):
+        raise NonFiniteError(f"{what} hold NaN or inf")
+    return t
+
+
+def first_nonfinite_row(streams: torch.Tensor, rows: Sequence[Row]) -> Row | None:
+    """The shallowest row of ``streams`` (S, N, d), labelled by ``rows``, holding NaN/inf."""
     bad = [r for i, r in enumerate(rows) if not bool(torch.isfinite(streams[i]).all())]
     if not bad:
         return None
-    return min(bad, key=lambda r: (int(str(r).split(".")[0]), str(r)))
+    return min(bad, key=depth_key)
 
 
 def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence, batch) -> NonFiniteError:
@@ -42,20 +50,21 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
     from ..arch.weights import nonfinite_parameters
 
     model = scope.model
-    where = getattr(err, "where", str(err))
+    where = err.where
     bad = nonfinite_parameters(model)
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         return NonFiniteError(
-            f"{where}: the model's weights hold NaN or inf ({shown}): a corrupt checkpoint or a broken edit"
+            where, f"the model's weights hold NaN or inf ({shown}): a corrupt checkpoint or a broken edit"
         )
     first = first_nonfinite_row(streams, rows)
     padded = len({len(e.input_ids) for e in batch}) > 1 or len({len(e.lens_ids) for e in batch}) > 1
     if padded and all(_finite_alone(scope, enc, rows) for enc in batch):
         return NonFiniteError(
-            f"{where}: caused by padding: each input alone is finite, but padded together the model "
+            where,
+            "caused by padding: each input alone is finite, but padded together the model "
             "produced NaN/inf in pad positions that reached real tokens (e.g. a sliding-window "
-            "attention row with no real token in reach); run these inputs with batch_size=1"
+            "attention row with no real token in reach); run these inputs with batch_size=1",
         )
     dtype = next(model.parameters()).dtype
     at = (
@@ -65,21 +74,22 @@ def explain(scope, err: NonFiniteError, *, streams: torch.Tensor, rows: Sequence
     )
     if dtype in _HALF:
         return NonFiniteError(
-            f"{where}: {_HALF[dtype]} overflow: {at}; load the model with dtype='float32' "
-            f"{'or bfloat16 ' if dtype == torch.float16 else ''}(its weights are finite)"
+            where,
+            f"{_HALF[dtype]} overflow: {at}; load the model with dtype='float32' "
+            f"{'or bfloat16 ' if dtype == torch.float16 else ''}(its weights are finite)",
         )
     return NonFiniteError(
-        f"{where}: the model overflows in {str(dtype).replace('torch.', '')}: {at} (its weights are finite)"
+        where, f"the model overflows in {str(dtype).replace('torch.', '')}: {at} (its weights are finite)"
     )
 
 
 def _finite_alone(scope, enc, rows: Sequence) -> bool:
     """Whether the captured streams of one unpadded input are all finite."""
-    from ..lens.run import model_inputs
     from .capture import run_captured
+    from .inputs import model_inputs
 
     parts = scope.parts
-    ints = sorted({int(str(r).split(".")[0]) for r in rows})
+    ints = sorted({block_of(r) for r in rows})
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
     captured = run_captured(scope.model, parts.blocks, ints, **kwargs)
     if not all(bool(torch.isfinite(t).all()) for t in captured.values()):

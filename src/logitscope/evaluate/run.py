@@ -20,6 +20,7 @@ from ..data.distributed import DistContext, auto_batch_size, eval_chunk_rows
 from ..data.windows import resolve_seq_len, token_byte_lengths, token_stream, windows
 from ..engine.capture import run_captured
 from ..engine.kernel import stream_stats
+from ..engine.run import apply_lens, check_rows
 from ..errors import InputError
 from .result import EvalResult
 
@@ -52,9 +53,10 @@ def run_eval(
         raise InputError(f"corpus evaluation scores next-token prediction: causal LMs only, not {parts.kind}")
     lens = None
     if tuned is not None:  # the tuned lens too, from the same forward: a LensComparison
-        from ..tuned.lens import resolve as resolve_tuned
+        from ..lens.select import pick_lens
 
-        lens = resolve_tuned(scope, tuned, strict=strict)
+        lens = pick_lens(scope, tuned=tuned, strict=strict)
+        check_rows(lens, list(range(parts.n_blocks + 1)), parts.n_blocks)
     n_lens = 1 if lens is None else 2
     dist = dist or DistContext()
     config, tok, V, L = scope.model.config, scope.tokenizer, parts.vocab_size, parts.n_blocks
@@ -171,7 +173,7 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, ch
     kw = dict(targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head)
     st = stream_stats(streams, parts.unembed, **kw)
     if lens is not None:
-        tuned = _sums(stream_stats(lens.translate_rows_(streams, rows), parts.unembed, **kw), targets, S, B, T)
+        tuned = _sums(stream_stats(apply_lens(lens, streams, rows, rows[-1]), parts.unembed, **kw), targets, S, B, T)
     del streams
     out = _sums(st, targets, S, B, T)
     if lens is not None:

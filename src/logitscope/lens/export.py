@@ -1,7 +1,7 @@
-"""Save and load lens results: JSON (one result), JSON Lines (many), CSV and Parquet (long tables).
+"""Save lens results: JSON (one result), JSON Lines (many), CSV and Parquet (long tables); read tables back.
 
 JSON is :meth:`LensResult.to_dict` as is, described by :data:`JSON_SCHEMA` (docs/lens_output.md
-explains every field); CSV and Parquet hold :meth:`LensResult.to_pandas`, one row per
+explains every field; :func:`logitscope.lens.result.load` reads it back); CSV and Parquet hold :meth:`LensResult.to_pandas`, one row per
 (layer, position), with an ``input`` column first when several results share a file.
 """
 
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .result import SCHEMA_VERSION, LensResult
 
+SCHEMA_VERSION = 1  # of the JSON document (LensResult.to_dict)
 FORMATS = ("json", "jsonl", "csv", "parquet")
 _SUFFIXES = {
     ".json": "json",
@@ -105,19 +104,24 @@ def format_for(path: str | os.PathLike | None, format: str | None = None) -> str
     return _SUFFIXES[suffix]
 
 
-def to_json(result: LensResult, *, indent: int | None = None, **extra) -> str:
+def to_json(result, *, indent: int | None = None, **extra) -> str:
     """One result as a JSON document (:data:`JSON_SCHEMA`); ``extra`` keys are added at the top."""
     data = result.to_dict()
     data.update(extra)
     return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
 
 
-def frame(results: LensResult | Iterable[LensResult]):
+def _is_one(results) -> bool:
+    """One result (anything with ``to_pandas``), not a list of them."""
+    return hasattr(results, "to_pandas")
+
+
+def frame(results):
     """A pandas DataFrame of one result (:meth:`LensResult.to_pandas`) or of several, stacked with
     an ``input`` column (0-based index of the result) first."""
     import pandas as pd
 
-    if isinstance(results, LensResult):
+    if _is_one(results):
         return results.to_pandas()
     parts = []
     for i, res in enumerate(results):
@@ -129,7 +133,7 @@ def frame(results: LensResult | Iterable[LensResult]):
     return pd.concat(parts, ignore_index=True)
 
 
-def save(results: LensResult | list[LensResult], path: str | os.PathLike, format: str | None = None) -> Path:
+def save(results, path: str | os.PathLike, format: str | None = None) -> Path:
     """Write one result or a list of them.
 
     Args:
@@ -144,7 +148,7 @@ def save(results: LensResult | list[LensResult], path: str | os.PathLike, format
     from ..io.atomic import atomic_file
 
     fmt, path = format_for(path, format), Path(path)
-    many = not isinstance(results, LensResult)
+    many = not _is_one(results)
     with atomic_file(path) as tmp:  # complete or not at all
         if fmt == "json":
             data = [r.to_dict() for r in results] if many else results.to_dict()
@@ -158,19 +162,6 @@ def save(results: LensResult | list[LensResult], path: str | os.PathLike, format
         else:
             frame(results).to_parquet(tmp, index=False)
     return path
-
-
-def load(path: str | os.PathLike, format: str | None = None):
-    """Read results back: JSON → a result (or a list for a JSON array), JSON Lines → a list,
-    CSV/Parquet → a DataFrame (see :func:`read_frame`)."""
-    fmt, path = format_for(path, format), Path(path)
-    if fmt in ("csv", "parquet"):
-        return read_frame(path, fmt)
-    text = path.read_text(encoding="utf-8")
-    if fmt == "jsonl":
-        return [LensResult.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    return [LensResult.from_dict(d) for d in data] if isinstance(data, list) else LensResult.from_dict(data)
 
 
 def read_frame(path: str | os.PathLike, format: str | None = None):

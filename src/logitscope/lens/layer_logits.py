@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, NonFiniteError
+from ..engine.nonfinite import check_finite
+from ..errors import InputError
 
 
 @dataclass
@@ -59,9 +60,9 @@ class LayerLogits:
 
     def layer(self, layer: int | str) -> torch.Tensor:
         """(P, V) logits of one stream row, by row number or name (``"embed"``, ``"3"``, ``-1``)."""
-        from .run import resolve_layers
+        from ..engine.rows import stream_row
 
-        row = resolve_layers([layer], self.meta.get("n_blocks", max(self.layers)))[0]
+        row = stream_row(layer, self.meta.get("n_blocks", max(self.layers)))
         if row not in self.layers:
             raise InputError(f"layer {layer!r} was not kept; kept rows: {self.layer_names}")
         return self.logits[self.layers.index(row)]
@@ -89,18 +90,31 @@ def unembed(scope, h) -> torch.Tensor:
             f"hidden states of shape {tuple(h.shape)} do not fit the model's tail (its config says d_model = "
             f"{d}): {str(err).splitlines()[0]}"
         ) from err
-    if not bool(torch.isfinite(z).all()):
-        raise NonFiniteError("the model's tail gives NaN or inf logits for these hidden states (are they finite?)")
+    check_finite(z, "the model's tail logits of these hidden states (are they finite?)")
     return z.reshape(*h.shape[:-1], z.shape[-1])
 
 
-def layer_logits(scope, inputs, *, layers=None, target=None, batch_size: int = 8, truncate: bool = False, device="cpu"):
+def layer_logits(
+    scope,
+    inputs,
+    *,
+    layers=None,
+    target=None,
+    batch_size: int = 8,
+    truncate: bool = False,
+    device="cpu",
+    lens=None,
+    strict: bool = True,
+):
     """Implementation of :meth:`logitscope.Scope.layer_logits` (see there)."""
-    from ..engine.capture import pad_guard, run_captured
     from ..engine.inputs import display_tokens, encode_all, length_batches
-    from .run import layer_name, model_inputs, resolve_layers
+    from ..engine.rows import parse_rows, row_name
+    from ..engine.run import capture, check_rows, row_logits
+    from .run import lens_meta
+    from .select import pick_lens
 
     parts = scope.require_head()
+    chosen = pick_lens(scope, lens=lens, strict=strict)
     single, encs = encode_all(
         inputs,
         kind=parts.kind,
@@ -110,24 +124,21 @@ def layer_logits(scope, inputs, *, layers=None, target=None, batch_size: int = 8
         target=target,
         truncate=truncate,
     )
-    rows = resolve_layers(layers, parts.n_blocks)
+    rows = parse_rows(layers, parts.n_blocks)
+    check_rows(chosen, rows, parts.n_blocks)
     results: list[LayerLogits | None] = [None] * len(encs)
     for idx, batch in length_batches(encs, batch_size):
-        kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
-        real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
-        with pad_guard(parts.blocks, real):
-            captured = run_captured(scope.model, parts.blocks, rows, **kwargs)
+        captured = capture(scope, batch, rows)
         for b, i in enumerate(idx):
             enc = encs[i]
             n = len(enc.lens_ids)
             z = torch.empty(len(rows), n, parts.vocab_size, dtype=torch.float32, device=device)  # (S, n, V)
-            with torch.inference_mode():  # one row at a time: no (S, B, T, V) temporary
-                for s, r in enumerate(rows):
-                    z[s] = _finite(parts.unembed(captured[r][b, :n]), r)
+            for s, r in enumerate(rows):  # one row at a time: no (S, B, T, V) temporary
+                z[s] = row_logits(scope, captured[r][b, :n], r, chosen)
             results[i] = LayerLogits(
                 logits=z,
                 layers=list(rows),
-                layer_names=[layer_name(r) for r in rows],
+                layer_names=[row_name(r) for r in rows],
                 token_ids=enc.lens_ids,
                 tokens=display_tokens(enc.lens_ids, scope.tokenizer),
                 target_ids=enc.target_ids,
@@ -136,19 +147,11 @@ def layer_logits(scope, inputs, *, layers=None, target=None, batch_size: int = 8
                     "model_type": parts.model_type,
                     "kind": parts.kind,
                     "n_blocks": parts.n_blocks,
+                    **lens_meta(chosen),
                 },
             )
         del captured
     return results[0] if single else results
-
-
-def _finite(z: torch.Tensor, row: int) -> torch.Tensor:
-    if not bool(torch.isfinite(z).all()):
-        raise NonFiniteError(
-            f"the lens logits of stream row {row} hold NaN or inf (NaN weights, or an overflow in "
-            "float16/bfloat16: try dtype='float32')"
-        )
-    return z
 
 
 def _d_model(config) -> int | None:

@@ -6,12 +6,14 @@ tokens. A result never refers back to the model: rendering and export work from 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from .export import SCHEMA_VERSION, format_for, read_frame
 
 _ARRAYS = {  # name: (dtype, shape spec)
     "token_ids": ("int64", "P"),
@@ -236,3 +238,16 @@ class LensResult:
         from .export import save
 
         return save(self, path, format)
+
+
+def load(path, format: str | None = None):
+    """Read results back: JSON → a result (or a list for a JSON array), JSON Lines → a list,
+    CSV/Parquet → a DataFrame (:func:`~logitscope.lens.export.read_frame`)."""
+    fmt, path = format_for(path, format), Path(path)
+    if fmt in ("csv", "parquet"):
+        return read_frame(path, fmt)
+    text = path.read_text(encoding="utf-8")
+    if fmt == "jsonl":
+        return [LensResult.from_dict(json.loads(line)) for line in text.splitlines() if line.strip()]
+    data = json.loads(text)
+    return [LensResult.from_dict(d) for d in data] if isinstance(data, list) else LensResult.from_dict(data)

@@ -119,18 +119,9 @@ class Embeddings:
 
 
 # -- info ------------------------------------------------------------------------------------
-def _head_weight(scope) -> torch.Tensor | None:
-    if scope.parts is None:
-        return None
-    out = scope.model.get_output_embeddings()
-    if out is None or getattr(out, "weight", None) is None:
-        out = [m for m in scope.parts.head.modules() if isinstance(m, torch.nn.Linear)][-1]
-    return out.weight
-
-
 def tie_status(scope) -> str:
     """``"shared"``, ``"equal"``, ``"different"`` or ``"no head"``, from the weights themselves."""
-    out = _head_weight(scope)
+    out = scope.parts.head_weight if scope.parts is not None else None
     if out is None:
         return "no head"
     inp = scope.model.get_input_embeddings().weight

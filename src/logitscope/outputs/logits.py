@@ -17,9 +17,16 @@ import numpy as np
 import torch
 
 from ..engine.capture import pad_guard
-from ..engine.inputs import Encoded, check_top_k, context_limit, display_tokens, encode_all, length_batches
+from ..engine.inputs import (
+    Encoded,
+    check_top_k,
+    context_limit,
+    display_tokens,
+    encode_all,
+    length_batches,
+    model_inputs,
+)
 from ..errors import ContextLengthError, InputError, NonFiniteError
-from ..lens.run import model_inputs
 
 SCHEMA_VERSION = 1
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..diff.run import row_pairs
 from ..engine.inputs import check_vocab, display_tokens, to_ids, track_ids
 from ..errors import InputError
 from ..render.view import auto_stride, select_rows
-from .column import aligned_rows, column, encode_input, entropy, follow, kl_by_layer
+from .column import encode_input, kl_by_layer, lens_column, position_rows, top1
 from .limits import Limits
 
 
@@ -25,11 +26,6 @@ def check_tokens(enc, limits: Limits) -> None:
     n = max(len(enc.input_ids), len(enc.lens_ids))
     if n > limits.max_tokens:
         raise LimitError(f"the input has {n} tokens; this server accepts at most {limits.max_tokens} (--max-tokens)")
-
-
-def stride_for(n_streams: int, stride: int | None, limits: Limits) -> int:
-    """The layer stride: as asked, else the smallest keeping at most ``limits.max_rows`` rows."""
-    return int(stride) if stride else auto_stride(n_streams, limits.max_rows)
 
 
 def tuned_of(entry, req):
@@ -91,9 +87,9 @@ def column_payload(entry, req, limits: Limits) -> dict[str, Any]:
     check_tokens(enc, limits)
     check_vocab(list(req.ids), parts.vocab_size)
     ids = list(dict.fromkeys([*req.ids, *track_ids(list(req.tokens), scope.tokenizer, parts.vocab_size)]))
-    col = column(scope, enc, req.position, sublayers=req.sublayers, tuned=tuned_of(entry, req))
-    probs, ranks = follow(col, ids)
-    top1 = col.logits.argmax(-1).tolist()
+    col = lens_column(
+        scope, req.text, req.target, req.position, ids, sublayers=req.sublayers, lens=tuned_of(entry, req)
+    )
     return {
         "model_name": entry.name,
         "position": col.position,
@@ -101,11 +97,11 @@ def column_payload(entry, req, limits: Limits) -> dict[str, Any]:
         "layer_names": col.layer_names,
         "ids": ids,
         "tokens": display_tokens(ids, scope.tokenizer),
-        "probs": [[float(f"{p:.9g}") for p in row] for row in probs.tolist()],
-        "ranks": ranks.tolist(),
-        "entropy": [float(f"{e:.9g}") for e in entropy(col).tolist()],
-        "top1_ids": top1,
-        "top1_tokens": display_tokens(top1, scope.tokenizer),
+        "probs": [[float(f"{p:.9g}") for p in row] for row in col.probs.tolist()],
+        "ranks": col.ranks.tolist(),
+        "entropy": [float(f"{e:.9g}") for e in col.entropy.tolist()],
+        "top1_ids": col.top1_ids,
+        "top1_tokens": display_tokens(col.top1_ids, scope.tokenizer),
     }
 
 
@@ -125,8 +121,8 @@ def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
     for entry, side in ((entry_a, req.a), (entry_b, req.b)):
         enc = encode_input(entry.scope, side.text, side.target)
         check_tokens(enc, limits)
-        col = column(entry.scope, enc, side.position)
-        top1 = col.logits.argmax(-1).tolist()
+        col = position_rows(entry.scope, enc, side.position)
+        best = top1(col)
         cols.append(col)
         sides.append(
             {
@@ -135,10 +131,10 @@ def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
                 "n_positions": len(enc.lens_ids),
                 "token": display_tokens([enc.lens_ids[col.position]], entry.scope.tokenizer)[0],
                 "layer_names": col.layer_names,
-                "top1_tokens": display_tokens(top1, entry.scope.tokenizer),
+                "top1_tokens": display_tokens(best, entry.scope.tokenizer),
             }
         )
-    pairs = aligned_rows(cols[0].logits.shape[0] - 1, cols[1].logits.shape[0] - 1)
+    pairs = row_pairs(cols[0].h.shape[0] - 1, cols[1].h.shape[0] - 1)
     kl_ab, kl_ba = kl_by_layer(cols[0], cols[1], pairs)
     return {
         "a": sides[0],
@@ -146,7 +142,7 @@ def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
         "pairs": [list(p) for p in pairs],
         "kl_ab": [float(f"{x:.9g}") for x in kl_ab.tolist()],
         "kl_ba": [float(f"{x:.9g}") for x in kl_ba.tolist()],
-        "alignment": "identity" if cols[0].logits.shape[0] == cols[1].logits.shape[0] else "fraction of depth",
+        "alignment": "identity" if cols[0].h.shape[0] == cols[1].h.shape[0] else "fraction of depth",
     }
 
 

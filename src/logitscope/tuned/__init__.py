@@ -7,7 +7,7 @@ checkpoints. Logit-vs-tuned corpus metrics are :mod:`logitscope.evaluate.lens_co
 ``tuned="demo"`` is the lens shipped for the bundled demo model (``demo/``, made by ``scripts/train_tuned_demo.py``).
 """
 
-from .format import load_lens, save_lens, unembed_hash
-from .lens import TunedLens, TunedLensConfig
+from .format import TunedLensConfig, unembed_hash
+from .lens import TunedLens, load_lens, save_lens
 
 __all__ = ["TunedLens", "TunedLensConfig", "load_lens", "save_lens", "unembed_hash"]

@@ -63,7 +63,7 @@ def fit(
 
 def write_lens_folder(lens, out) -> Path:
     """The lens in tuned-lens layout plus ``training_log.json``, moved into ``out`` in one step."""
-    from .format import save_lens
+    from .lens import save_lens
 
     log = getattr(lens, "training_log", None)
     return save_lens(lens, out, extra={LOG_FILE: json.dumps(log, indent=1) + "\n"} if log is not None else None)

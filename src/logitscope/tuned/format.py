@@ -23,18 +23,45 @@ directions. It is a cheap fingerprint, not a checksum: it sees only the corners 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 import weakref
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import CorruptWeightsError, InputError
 from ..io.atomic import atomic_dir
-from .lens import LENS_TYPE, TunedLens, TunedLensConfig
+
+LENS_TYPE = "linear_tuned_lens"
+
+
+@dataclass
+class TunedLensConfig:
+    """The ``config.json`` of a tuned-lens folder, field for field (tuned-lens 0.2.0).
+
+    Attributes:
+        base_model_name_or_path: the model the lens was trained for.
+        d_model: width of the residual stream.
+        num_hidden_layers: number of blocks ``L`` (= number of translators).
+        bias: whether the translators have a bias.
+        base_model_revision: the model's revision, if known.
+        unembed_hash: :func:`~logitscope.tuned.format.unembed_hash` of the model's head.
+        lens_type: always ``"linear_tuned_lens"``.
+    """
+
+    base_model_name_or_path: str
+    d_model: int
+    num_hidden_layers: int
+    bias: bool = True
+    base_model_revision: str | None = None
+    unembed_hash: str | None = None
+    lens_type: str = LENS_TYPE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 DEMO_DIR = Path(__file__).parent / "demo"
 CONFIG_FILE = "config.json"
@@ -47,21 +74,11 @@ _PRINT_DEFAULTS = dict(
 _hash_cache: dict[int, tuple] = {}  # id(weight) -> (weakref, version, digest)
 
 
-def head_weight(parts) -> torch.Tensor:
-    """The unembedding matrix (vocab, d): the head's weight, or its last ``nn.Linear``'s (MLM heads)."""
-    weight = getattr(parts.head, "weight", None)
-    if weight is None:
-        for module in parts.head.modules():
-            if isinstance(module, nn.Linear):
-                weight = module.weight
-    return weight
-
-
 def unembed_hash(parts) -> str:
     """tuned-lens's fingerprint of the model's unembedding matrix (see the module docstring)."""
     import hashlib
 
-    weight = head_weight(parts)
+    weight = parts.head_weight
     cached = _hash_cache.get(id(weight))
     if cached is not None and cached[0]() is weight and cached[1] == weight._version:
         return cached[2]
@@ -85,18 +102,16 @@ def lens_dir(path) -> Path:
     return Path(path).expanduser()
 
 
-def save_lens(lens: TunedLens, path, *, extra: dict[str, str] | None = None) -> Path:
-    """Write ``lens`` as a tuned-lens folder at ``path`` (created or updated atomically).
-
-    ``extra`` maps further file names to text written in the same step (``training_log.json``).
-    """
-    state = {k: v.detach().cpu().contiguous() for k, v in lens.translators.state_dict().items()}
+def write_lens_dir(
+    path, config: TunedLensConfig, state: dict[str, torch.Tensor], extra: dict[str, str] | None = None
+) -> Path:
+    """Write a tuned-lens folder (``config.json`` + ``params.pt``, and ``extra`` files) at ``path``, atomically."""
     dest = Path(path).expanduser()
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest} exists and is not a directory")
     with atomic_dir(dest) as tmp:
         torch.save(state, tmp / PARAMS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(lens.config.to_dict(), indent=2) + "\n")
+        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         for name, text in (extra or {}).items():
             (tmp / name).write_text(text)
     return dest
@@ -171,15 +186,3 @@ def read_params(file: Path, config: TunedLensConfig) -> dict[str, torch.Tensor]:
         if not bool(torch.isfinite(t).all()):
             raise CorruptWeightsError(f"{file}: {key} holds NaN or inf")
     return state
-
-
-def load_lens(path) -> TunedLens:
-    """Read a tuned-lens folder (or ``"demo"``) into a :class:`TunedLens` (float32 translators)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"tuned= takes a TunedLens, a folder or 'demo', not {type(path).__name__}")
-    folder = lens_dir(path)
-    config = read_config(folder)
-    state = read_params(folder / PARAMS_FILE, config)
-    lens = TunedLens(config, source="demo" if folder == DEMO_DIR else str(folder))
-    lens.translators.load_state_dict({k: v.float() for k, v in state.items()})
-    return lens

@@ -16,45 +16,27 @@ and writing that format is :mod:`logitscope.tuned.format`.
 
 from __future__ import annotations
 
+import os
 import warnings
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from ..errors import InputError, LensMismatchError
-
-LENS_TYPE = "linear_tuned_lens"
-
-
-@dataclass
-class TunedLensConfig:
-    """The ``config.json`` of a tuned-lens folder, field for field (tuned-lens 0.2.0).
-
-    Attributes:
-        base_model_name_or_path: the model the lens was trained for.
-        d_model: width of the residual stream.
-        num_hidden_layers: number of blocks ``L`` (= number of translators).
-        bias: whether the translators have a bias.
-        base_model_revision: the model's revision, if known.
-        unembed_hash: :func:`~logitscope.tuned.format.unembed_hash` of the model's head.
-        lens_type: always ``"linear_tuned_lens"``.
-    """
-
-    base_model_name_or_path: str
-    d_model: int
-    num_hidden_layers: int
-    bias: bool = True
-    base_model_revision: str | None = None
-    unembed_hash: str | None = None
-    lens_type: str = LENS_TYPE
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .format import (
+    DEMO_DIR,
+    PARAMS_FILE,
+    TunedLensConfig,
+    lens_dir,
+    read_config,
+    read_params,
+    unembed_hash,
+    write_lens_dir,
+)
 
 
 class TunedLens(nn.Module):
-    """Affine translators ``h + W h + b`` for stream rows ``0 .. L-1``.
+    """Affine translators ``h + W h + b`` for stream rows ``0 .. L-1``: a :class:`~logitscope.engine.lens.Lens`.
 
     Build one for a model with :meth:`from_scope` (zero translators: equals the logit lens),
     load one with :meth:`load` (a tuned-lens folder, or ``"demo"``), train one with
@@ -64,6 +46,8 @@ class TunedLens(nn.Module):
         config: the lens's :class:`TunedLensConfig`.
         source: where the lens came from (a path, ``"demo"``), reported in results' ``meta``.
     """
+
+    kind = "tuned"  # the Lens protocol's name: results say meta["lens"] == "tuned"
 
     def __init__(self, config: TunedLensConfig, *, source: str | None = None):
         super().__init__()
@@ -83,8 +67,6 @@ class TunedLens(nn.Module):
     @classmethod
     def from_scope(cls, scope, *, bias: bool = True, revision: str | None = None) -> TunedLens:
         """A zero (untrained) lens shaped for ``scope``'s model, carrying its unembedding hash."""
-        from .format import unembed_hash
-
         parts = scope.require_head()
         config = TunedLensConfig(
             base_model_name_or_path=str(scope.name),
@@ -99,8 +81,6 @@ class TunedLens(nn.Module):
     @classmethod
     def load(cls, path, *, scope=None, strict: bool = True) -> TunedLens:
         """Read a tuned-lens folder (or ``"demo"``); with ``scope``, check it fits that model."""
-        from .format import load_lens
-
         lens = load_lens(path)
         if scope is not None:
             lens.check(scope, strict=strict)
@@ -108,8 +88,6 @@ class TunedLens(nn.Module):
 
     def save(self, path) -> None:
         """Write the tuned-lens folder ``path`` (``config.json`` + ``params.pt``), atomically."""
-        from .format import save_lens
-
         save_lens(self, path)
 
     # -- properties --------------------------------------------------------------------------
@@ -134,8 +112,6 @@ class TunedLens(nn.Module):
             LensMismatchError: the block count or stream width differ, or (``strict``) the
                 unembedding hash differs from the model's (with ``strict=False`` a warning).
         """
-        from .format import unembed_hash
-
         parts = scope.require_head()
         name = self.describe()
         if self.n_layers != parts.n_blocks:
@@ -159,6 +135,19 @@ class TunedLens(nn.Module):
                 raise LensMismatchError(message + "; pass strict=False to apply it anyway")
             warnings.warn(message, stacklevel=3)
 
+    # -- the Lens protocol (logitscope.engine.lens) ---------------------------------------------
+    def covers(self, row) -> bool:
+        """Stream rows ``0 .. L`` (row ``L`` is the model's output); no sub-layer rows."""
+        return isinstance(row, int) and not isinstance(row, bool) and 0 <= row <= self.n_layers
+
+    def transform(self, row, h: torch.Tensor) -> torch.Tensor:
+        """``h + W_row h + b_row`` (:meth:`translate`)."""
+        return self.translate(h, row)
+
+    def check_model(self, scope, *, strict: bool = True) -> None:
+        """:meth:`check`: refuse a lens made for another model (``LensMismatchError``)."""
+        self.check(scope, strict=strict)
+
     # -- application -------------------------------------------------------------------------
     def translate(self, h: torch.Tensor, row: int) -> torch.Tensor:
         """``h + W_row h + b_row`` for a stream ``(..., d)`` of row ``row`` (row ``L``: ``h`` itself).
@@ -179,14 +168,6 @@ class TunedLens(nn.Module):
         out = x + nn.functional.linear(x, w, t.bias)  # (..., d)
         return out.to(h.device, h.dtype)
 
-    def translate_rows_(self, streams: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Translate ``streams`` (S, N, d) in place, stream ``i`` being row ``rows[i]``."""
-        with torch.no_grad():
-            for i, row in enumerate(rows):
-                if row != self.n_layers:
-                    streams[i] = self.translate(streams[i], row)
-        return streams
-
     def forward(self, h: torch.Tensor, row: int) -> torch.Tensor:
         return self.translate(h, row)
 
@@ -205,8 +186,22 @@ def stream_width(scope) -> int:
     return width
 
 
-def resolve(scope, tuned, *, strict: bool = True) -> TunedLens:
-    """``tuned=`` of ``scope.lens``/``scope.evaluate``: a :class:`TunedLens`, a folder, or ``"demo"``, checked."""
-    lens = tuned if isinstance(tuned, TunedLens) else TunedLens.load(tuned)
-    lens.check(scope, strict=strict)
+def save_lens(lens: TunedLens, path, *, extra: dict[str, str] | None = None):
+    """Write ``lens`` as a tuned-lens folder at ``path`` (created or updated atomically).
+
+    ``extra`` maps further file names to text written in the same step (``training_log.json``).
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in lens.translators.state_dict().items()}
+    return write_lens_dir(path, lens.config, state, extra)
+
+
+def load_lens(path) -> TunedLens:
+    """Read a tuned-lens folder (or ``"demo"``) into a :class:`TunedLens` (float32 translators)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"tuned= takes a TunedLens, a folder or 'demo', not {type(path).__name__}")
+    folder = lens_dir(path)
+    config = read_config(folder)
+    state = read_params(folder / PARAMS_FILE, config)
+    lens = TunedLens(config, source="demo" if folder == DEMO_DIR else str(folder))
+    lens.translators.load_state_dict({k: v.float() for k, v in state.items()})
     return lens

@@ -1,0 +1,151 @@
+"""The lens engine: captured rows → lens transform → the model's own tail → streaming statistics.
+
+Every lens query goes through here::
+
+    encoded inputs (engine.inputs)
+      → one forward with hooks, pad positions guarded (capture: engine.capture / engine.sublayers)
+      → the real positions of each row, (S, N, d)                 (real_rows)
+      → lens.transform(row, h) for every row but the final one     (apply_lens; engine.lens)
+      → tail → statistics, in row chunks, never S × N × vocab      (lens_stats; engine.kernel)
+        or tail → full logits of chosen rows, on request           (row_logits)
+
+The final stream row ``L`` is always captured and never transformed: it is the model's own
+output, the reference of ``kl_to_final``. Non-finite logits raise one
+:class:`~logitscope.errors.NonFiniteError` whose message names the cause
+(:mod:`logitscope.engine.nonfinite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import InputError, NonFiniteError
+from .capture import pad_guard, run_captured
+from .inputs import Encoded, model_inputs
+from .kernel import StreamStats, stream_stats
+from .lens import Lens, is_identity
+from .rows import Row, is_sublayer, row_name
+
+
+def check_rows(lens: Lens | None, rows: Sequence[Row], n_blocks: int) -> None:
+    """Refuse rows ``lens`` has no transform for (``InputError`` naming them)."""
+    if is_identity(lens):
+        return
+    missing = [r for r in rows if r != n_blocks and not lens.covers(r)]
+    if not missing:
+        return
+    if any(is_sublayer(r) for r in missing):
+        raise InputError(f"sublayers=True works with the logit lens only, not with a {lens.kind} lens")
+    shown = ", ".join(row_name(r) for r in missing[:6]) + (" ..." if len(missing) > 6 else "")
+    raise InputError(f"the {lens.kind} lens {lens.describe()!r} has no transform for layer {shown}")
+
+
+def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, layout=None) -> dict[Row, torch.Tensor]:
+    """One forward over a right-padded batch: ``{row: (B, T, d)}`` for every row asked.
+
+    Pad positions of every block's input are zeroed (:func:`~logitscope.engine.capture.pad_guard`),
+    so a NaN in a pad position never reaches a real one. ``layout``: the model's
+    :class:`~logitscope.engine.sublayers.Layout`, needed when ``rows`` hold sub-layer rows.
+    """
+    parts = scope.parts
+    kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
+    real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
+    with pad_guard(parts.blocks, real):
+        if layout is None:
+            return run_captured(scope.model, parts.blocks, rows, **kwargs)
+        from .sublayers import run_captured_rows
+
+        return run_captured_rows(scope.model, parts.blocks, layout, rows, **kwargs)
+
+
+def real_rows(captured: dict[Row, torch.Tensor], rows: Sequence[Row], lengths: Sequence[int], device) -> torch.Tensor:
+    """(S, sum(lengths), d): the real (unpadded) positions of each row, popped from ``captured``.
+
+    Popping as we copy keeps the peak near one copy of the streams. Rows may sit on other devices;
+    models that pad internally (Longformer) are cut back to the batch's width.
+    """
+    valid = torch.zeros(len(lengths), max(lengths), dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        valid[i, :n] = True
+    valid = valid.to(device)
+    ref = captured[rows[-1]]
+    streams = ref.new_empty(len(rows), sum(lengths), ref.shape[-1], device=device)  # (S, N, d)
+    del ref
+    for i, r in enumerate(rows):
+        streams[i] = captured.pop(r).to(device)[:, : valid.shape[1]][valid]
+    return streams
+
+
+def apply_lens(lens: Lens | None, streams: torch.Tensor, rows: Sequence[Row], final: int) -> torch.Tensor:
+    """``streams[i] = lens.transform(rows[i], streams[i])`` in place, for every row but ``final``."""
+    if is_identity(lens):
+        return streams
+    with torch.no_grad():
+        for i, row in enumerate(rows):
+            if row == final:
+                continue
+            h = streams[i]
+            out = lens.transform(row, h)
+            if out is not h:
+                streams[i] = out
+    return streams
+
+
+def final_last(rows: Sequence[Row], final: int) -> list[Row]:
+    """``rows`` with the final stream row moved (or added) last: the kernel's KL reference."""
+    return [r for r in rows if r != final] + [final]
+
+
+def lens_stats(
+    scope,
+    batch: Sequence[Encoded],
+    rows: Sequence[Row],
+    lens: Lens | None = None,
+    *,
+    layout=None,
+    targets: torch.Tensor,
+    track: torch.Tensor | None = None,
+    top_k: int = 5,
+) -> tuple[StreamStats, list[Row]]:
+    """Statistics of ``lens`` at ``rows`` over the real positions of a batch of encoded inputs.
+
+    Returns:
+        ``(stats, stat_rows)``: :class:`~logitscope.engine.kernel.StreamStats` over
+        ``stat_rows`` (``rows`` with the final row last) × the batch's positions in order.
+    """
+    parts = scope.parts
+    L = parts.n_blocks
+    stat_rows = final_last(rows, L)
+    captured = capture(scope, batch, stat_rows, layout=layout)
+    lengths = [len(e.lens_ids) for e in batch]
+    streams = real_rows(captured, stat_rows, lengths, captured[L].device)
+    apply_lens(lens, streams, stat_rows, L)
+    try:
+        stats = stream_stats(
+            streams,
+            parts.unembed,
+            targets=targets,
+            track=track,
+            top_k=top_k,
+            chunk_rows=scope.chunk_size,
+            vocab_size=parts.vocab_size,
+            device=parts.head_device,
+        )
+    except NonFiniteError as err:  # say why: NaN weights, padding or overflow (nonfinite.py)
+        from .nonfinite import explain
+
+        raise explain(scope, err, streams=streams, rows=stat_rows, batch=batch) from err
+    return stats, stat_rows
+
+
+def row_logits(scope, h: torch.Tensor, row: Row, lens: Lens | None = None) -> torch.Tensor:
+    """Float32 logits ``tail(lens.transform(row, h))`` of one row's streams ``h`` (N, d), checked finite."""
+    from .nonfinite import check_finite
+
+    parts = scope.parts
+    with torch.inference_mode():
+        if not is_identity(lens) and row != parts.n_blocks:
+            h = lens.transform(row, h.to(parts.head_device))
+        return check_finite(parts.unembed(h), f"the lens logits of row {row_name(row)}")

@@ -20,6 +20,7 @@ from logitscope import Scope
 from logitscope.data.windows import token_byte_lengths, windows
 from logitscope.errors import ContextLengthError, InputError
 from logitscope.evaluate import METRICS, EvalResult
+from logitscope.evaluate.result import run_files
 
 DOCS = [
     tiny.TEXT,
@@ -178,7 +179,9 @@ def test_confidence_intervals_and_outputs(gpt2, tmp_path):
         assert (res.ci["ce"][:, 1] > res.ci["ce"][:, 0]).all()
     # the two methods estimate the same spread
     np.testing.assert_allclose(np.diff(boot.ci["ce"]), np.diff(se.ci["ce"]), rtol=0.5)
-    paths = boot.save(tmp_path / "out")
+    out = boot.save(tmp_path / "out")
+    assert out == tmp_path / "out"
+    paths = run_files(out)
     metrics = json.loads(paths["metrics"].read_text())
     assert metrics["n_tokens"] == boot.n_tokens and len(metrics["layers"]) == scope.n_layers + 1
     assert metrics["layers"][-1]["ce"] == pytest.approx(boot.ce[-1]) and metrics["ci"] == "bootstrap"

@@ -81,7 +81,9 @@ def test_2_interrupted_eval_save_leaves_nothing(demo, tmp_path, monkeypatch):
         res.save(tmp_path / "runs" / "r")
     assert not (tmp_path / "runs").exists() and leftovers(tmp_path) == []
     monkeypatch.undo()
-    paths = res.save(tmp_path / "runs" / "r")
+    from logitscope.evaluate.result import run_files
+
+    paths = run_files(res.save(tmp_path / "runs" / "r"))
     assert sorted(p.name for p in (tmp_path / "runs" / "r").iterdir()) == sorted(p.name for p in paths.values())
     assert json.loads(paths["metrics"].read_text())["n_windows"] == res.n_windows
 

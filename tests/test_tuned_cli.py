@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import logitscope
 from logitscope.cli import app
-from logitscope.data.windows import Corpus
+from logitscope.data.corpus import Corpus
 
 SEQ = 16
 TRAIN = ["--steps", "3", "--tokens-per-step", str(8 * SEQ), "--seq-len", str(SEQ), "--batch-size", "2"]

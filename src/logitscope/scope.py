@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .arch.parts import ModelParts, resolve
+from .arch.parts import ModelParts, model_parts
 from .arch.weights import check_model, corrupt_weights
 from .engine.kernel import default_chunk_rows
 from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError, UnsupportedModelError
@@ -37,7 +37,7 @@ class Scope:
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         try:
-            self.parts: ModelParts | None = resolve(model)
+            self.parts: ModelParts | None = model_parts(model)
             self._no_head: NoLMHeadError | None = None
         except NoLMHeadError as err:
             self.parts, self._no_head = None, err

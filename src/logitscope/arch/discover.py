@@ -8,7 +8,7 @@ load-time self-check (:func:`logitscope.engine.check.self_check`) refuses a tail
 from __future__ import annotations
 
 from ..errors import UnsupportedModelError
-from .registry import NORM_NAMES, REGISTRY, UNLENSABLE, ArchSpec, model_kind
+from .registry import NORM_NAMES, REGISTRY, UNLENSABLE, ArchSpec, model_kind, residual_width
 
 
 def _layer_counts(config) -> set[int]:
@@ -88,7 +88,7 @@ def discover(model) -> ArchSpec:
                 pre_head = (siblings[0],)
     # A Linear head narrower than the stream (OPT-350m style) needs the owner's d_model -> d_head projection.
     d_head = getattr(head_module, "in_features", None) if head is None else None
-    d_model = getattr(model.config, "hidden_size", None)
+    d_model = residual_width(model.config)
     if not pre_head and d_head is not None and d_model is not None and d_head != d_model:
         for name, child in model.get_submodule(owner_path).named_children():
             if isinstance(child, nn.Linear) and (child.in_features, child.out_features) == (d_model, d_head):

@@ -1,6 +1,6 @@
 """The lens-relevant parts of one loaded model: its blocks and its unembedding pipeline.
 
-``resolve(model)`` turns an :class:`~logitscope.arch.registry.ArchSpec` into modules, and
+``model_parts(model)`` turns an :class:`~logitscope.arch.registry.ArchSpec` into modules, and
 :meth:`ModelParts.unembed` is the model's own tail (final norm → rescale → pre-head modules →
 head → logits bias → post-head transforms) applied to any residual stream.
 """
@@ -129,7 +129,7 @@ def _get(model: nn.Module, path: str | None):
     return obj
 
 
-def resolve(model: nn.Module) -> ModelParts:
+def model_parts(model: nn.Module) -> ModelParts:
     """Find the blocks and unembedding pipeline of ``model``.
 
     Raises:

@@ -213,9 +213,33 @@ class PostHead:
     names: list[str] = field(default_factory=list)
 
 
+def text_config(config):
+    """The (decoder's) text sub-config of a composite config (multimodal, encoder-decoder), else ``config``."""
+    try:
+        return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    except (AttributeError, TypeError, ValueError):
+        return config
+
+
+def residual_width(config) -> int | None:
+    """The width ``d`` of the residual stream the lens reads: ``hidden_size`` of the text config.
+
+    Every transformers config maps its own name for it (``n_embd``, ``d_model``) to ``hidden_size``;
+    multimodal configs keep it in their text sub-config. ``None`` when the config does not say.
+    """
+    for source in (text_config(config), config):
+        try:
+            d = getattr(source, "hidden_size", None)
+        except AttributeError:
+            d = None
+        if isinstance(d, int) and not isinstance(d, bool) and d > 0:
+            return d
+    return None
+
+
 def post_head(config) -> PostHead:
     """Read the post-head logit transforms from a model config (or its decoder/text sub-config)."""
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    text = text_config(config)
 
     def get(name: str):
         value = getattr(config, name, None)

@@ -7,11 +7,12 @@ float precision; ``meta["max_error"]`` is the largest gap found).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..io.jsonable import json_floats
 
 
 @dataclass
@@ -104,10 +105,7 @@ class AttributionResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (floats to 9 significant digits)."""
-
-        def num(a) -> list:
-            return [float(f"{v:.9g}") if math.isfinite(v) else None for v in np.asarray(a, dtype=float).ravel()]
+        """JSON-ready dict (floats by :mod:`logitscope.io.jsonable`; NaN/inf as ``null``)."""
 
         C, P = self.contributions.shape
         return {
@@ -117,12 +115,12 @@ class AttributionResult:
             "target_ids": self.target_ids.tolist(),
             "target_tokens": self.target_tokens,
             "components": list(self.components),
-            "contributions": [num(row) for row in self.contributions],
-            "norm_bias": num(self.norm_bias),
-            "head_bias": num(self.head_bias),
-            "logit": num(self.logit),
-            "final_logit": num(self.final_logit),
-            "norm_scale": num(self.norm_scale),
+            "contributions": [json_floats(row) for row in self.contributions],
+            "norm_bias": json_floats(self.norm_bias),
+            "head_bias": json_floats(self.head_bias),
+            "logit": json_floats(self.logit),
+            "final_logit": json_floats(self.final_logit),
+            "norm_scale": json_floats(self.norm_scale),
         }
 
     def plot(self, path=None, *, position: int | None = None, **kwargs):

@@ -111,17 +111,17 @@ def _pick_targets(target, scope, z: torch.Tensor) -> torch.Tensor:
 def run_attribute(scope, inputs, *, target=None, truncate: bool = False) -> AttributionResult:
     """Implementation of :meth:`logitscope.Scope.attribute` (see there)."""
     from ..engine.run import capture
-    from ..engine.sublayers import layout_of
+    from ..engine.sublayers import sublayer_tap
 
     parts = scope.require_head()
-    layout = layout_of(parts, scope.model.config)
+    tap = sublayer_tap(parts, scope.model.config)
     tok, config, V, L = scope.tokenizer, scope.model.config, parts.vocab_size, parts.n_blocks
     single, encs = encode_all(inputs, kind=parts.kind, tokenizer=tok, config=config, vocab_size=V, truncate=truncate)
     if not single:
         raise InputError("attribute() takes one input (text or token ids); call it once per input")
     enc = encs[0]
-    rows = [0] + [r for b in range(1, L + 1) for r in (layout.name(b), b)]
-    captured = capture(scope, [enc], rows, layout=layout)
+    rows = [0] + [r for b in range(1, L + 1) for r in (tap.name(b), b)]
+    captured = capture(scope, [enc], rows, tap=tap)
     streams = [captured.pop(r)[0].to(parts.head_device) for r in rows]  # 2L+1 of (P, d)
     x = streams[-1]
     with torch.inference_mode():
@@ -169,7 +169,7 @@ def run_attribute(scope, inputs, *, target=None, truncate: bool = False) -> Attr
             "model": scope.name,
             "model_type": parts.model_type,
             "n_blocks": L,
-            "blocks": "parallel" if layout.parallel else "sequential",
+            "blocks": "parallel" if tap.parallel else "sequential",
             "norm": "layernorm" if centres else "rmsnorm" if parts.final_norm is not None else None,
             "softcap": parts.post.softcap,
             "max_error": err,

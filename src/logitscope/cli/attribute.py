@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..io.formats import PLOT_SUFFIXES
 from .common import DEVICE, DTYPE, MODEL, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
 
 FORMATS = ("table", "json", "csv")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..io.formats import PLOT_SUFFIXES
 from .common import DEVICE, DTYPE, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope, status
 
 FORMATS = ("table", "json", "csv", "parquet")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
 
 
 def register(app: typer.Typer) -> None:
@@ -85,10 +85,10 @@ def diff(
 
 def load_compare(scope, model_b: str, *, device: str, dtype: str, trust_remote_code: bool = False):
     """Model B of ``eval --compare``, loaded and checked against A (vocabulary, kind) before any work."""
-    from ..diff.run import _check_same_vocab
+    from ..diff.run import check_comparable
 
     b = load_scope(model_b, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    _check_same_vocab(scope, b)
+    check_comparable(scope, b)
     return b
 
 
@@ -101,7 +101,9 @@ def eval_compare(scope, b, corpus, out: Path, *, plots: bool, **kwargs) -> None:
 
     with status(f"comparing with {b.name}"):
         res = compare_corpus(scope, b, corpus, **kwargs)
-    paths = res.save(out, plots=plots)
+    from ..diff.corpus import compare_files
+
+    paths = compare_files(res.save(out, plots=plots), plots)
     level = int(round(100 * res.meta["confidence"]))
     table = Table(title=f"A = {res.meta['model_a']} vs B = {res.meta['model_b']} ({res.n_tokens:,} tokens)")
     for col in ("layer", "B layer", "KL(A \u2016 B)", f"{level}% CI", "top-1 agree"):

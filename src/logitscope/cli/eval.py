@@ -102,7 +102,9 @@ def eval_command(
             )
         if ctx.is_main:
             result.meta["data"] = data
-            paths = result.save(out, plots=plots)
+            from ..evaluate.result import run_files
+
+            paths = run_files(result.save(out, plots=plots), plots)
             if lens is None:
                 _print_summary(result, paths)
             else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ..io.formats import PLOT_SUFFIXES
 from .common import (
     DEVICE,
     DTYPE,
@@ -23,7 +24,6 @@ from .common import (
 
 FORMATS = ("table", "json", "csv", "parquet")
 METRICS = ("entropy", "prob", "target", "rank", "kl")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")
 
 
 def register(app: typer.Typer) -> None:

@@ -44,8 +44,8 @@ def train_lens_command(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
 ) -> None:  # fmt: skip
     """Train a tuned lens for MODEL: KL(final ‖ translated layer), one layer backpropagated at a time."""
+    from ..data.corpus import Corpus
     from ..data.distributed import init_from_env, model_device, shutdown
-    from ..data.windows import Corpus
     from ..tuned.api import check_out
     from ..tuned.checkpoint import default_path
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arch.registry import residual_width
+
 EVAL_CHUNK_ROWS = 1024  # kernel rows per projection evaluation aims for (see eval_chunk_rows)
 KERNEL_BYTES = 9.3  # kernel work memory per logit of a chunk (kernel.stream_stats docstring)
 
@@ -167,7 +169,7 @@ def auto_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4)
 
         raise InputError(f"seq_len must be at least 1, not {seq_len}")
     cfg, parts = scope.model.config, scope.require_head()
-    d = next((getattr(cfg, k) for k in ("hidden_size", "n_embd", "d_model") if getattr(cfg, k, None)), 1024)
+    d = residual_width(cfg) or 1024
     heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head") if getattr(cfg, k, None)), 16)
     e = next(scope.model.parameters()).element_size()
     per_window = seq_len * ((2 * (parts.n_blocks + 1) + 12) * d * e + heads * seq_len * 4)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..engine.inputs import context_limit
 from ..errors import ContextLengthError, EmptyInputError, InputError
-from .corpus import JSONL_SUFFIXES, SUFFIXES, TEXT_SUFFIXES, Corpus, list_files, looks_like_path  # noqa: F401
+from .corpus import Corpus, looks_like_path
 
 DEFAULT_SEQ_LEN = 1024
 TOKENIZE_BATCH_BYTES = 1 << 18  # text handed to the tokenizer per call
@@ -104,6 +104,35 @@ def windows(chunks: Iterable[np.ndarray], seq_len: int, max_tokens: int | None =
         buf = buf[start:]
     if len(buf) >= 2:
         yield buf[: int(min(len(buf), budget + 1))].copy()
+
+
+def window_batches(
+    stream: Iterable[np.ndarray], batch_size: int, *, vocab_size: int, owns=None
+) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Batches of equal-length windows, each window with its index in ``stream``.
+
+    A batch holds at most ``batch_size`` windows; a window of another length (the short last
+    one) starts a new batch, so nothing is padded. ``owns(i)``: keep only the windows this
+    process owns (torchrun sharding, :meth:`~logitscope.data.distributed.DistContext.owns`).
+
+    Raises:
+        InputError: a window holds a token id outside ``0 .. vocab_size - 1``.
+    """
+    batch: list[tuple[int, np.ndarray]] = []
+    for i, w in enumerate(stream):
+        if owns is not None and not owns(i):
+            continue
+        if w.max() >= vocab_size or w.min() < 0:
+            raise InputError(f"token ids outside the vocabulary (size {vocab_size}) in window {i}")
+        if batch and len(batch[0][1]) != len(w):
+            yield batch
+            batch = []
+        batch.append((i, w))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def token_stream(

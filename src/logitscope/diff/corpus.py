@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..io.jsonable import json_float
 
 
 @dataclass
@@ -48,10 +49,10 @@ class CorpusDiff:
                 "layer": int(r),
                 "name": n,
                 "b_name": bn,
-                "kl": float(self.kl[i]),
-                "kl_ci": [float(v) for v in self.kl_ci[i]],
-                "top1_agreement": float(self.top1_agreement[i]),
-                "top1_agreement_ci": [float(v) for v in self.agreement_ci[i]],
+                "kl": json_float(self.kl[i]),
+                "kl_ci": [json_float(v) for v in self.kl_ci[i]],
+                "top1_agreement": json_float(self.top1_agreement[i]),
+                "top1_agreement_ci": [json_float(v) for v in self.agreement_ci[i]],
             }
             for i, (r, n, bn) in enumerate(zip(self.layers, self.layer_names, self.b_layer_names))
         ]
@@ -80,32 +81,25 @@ class CorpusDiff:
 
         return corpus_curves(self)
 
-    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``compare.json`` (and ``compare.png``) into ``out_dir``, each file atomically."""
+    def save(self, out_dir, *, plots: bool = True) -> Path:
+        """Write ``compare.json`` (and ``compare.png``) into ``out_dir``, each file atomically; returns the folder."""
         from ..io.atomic import atomic_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"compare": out / "compare.json"}
+        paths = compare_files(out, plots)
         with atomic_file(paths["compare"]) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         if plots:
-            paths["compare_png"] = out / "compare.png"
             with atomic_file(paths["compare_png"]) as tmp:
                 self.plot().savefig(tmp, dpi=120, bbox_inches="tight", facecolor="white")
-        return paths
+        return out
 
 
-def _bootstrap(sums: np.ndarray, tokens: np.ndarray, confidence: float, n_boot: int, seed: int) -> np.ndarray:
-    """(S, 2) percentile bounds of Σ sums / Σ tokens over windows resampled with replacement."""
-    W, S = sums.shape
-    if W < 2:
-        return np.full((S, 2), np.nan)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(W, np.full(W, 1.0 / W), size=n_boot).astype(np.float64)  # (n_boot, W)
-    ratio = (counts @ sums) / (counts @ tokens)[:, None]  # (n_boot, S)
-    alpha = (1 - confidence) / 2
-    return np.quantile(ratio, [alpha, 1 - alpha], axis=0).T
+def compare_files(out_dir, plots: bool = True) -> dict[str, Path]:
+    """The files :meth:`CorpusDiff.save` writes into ``out_dir``, by role."""
+    out = Path(out_dir)
+    return {"compare": out / "compare.json", **({"compare_png": out / "compare.png"} if plots else {})}
 
 
 def compare_corpus(
@@ -129,14 +123,16 @@ def compare_corpus(
         batch_size: windows per forward.
         confidence, n_boot, seed: percentile-bootstrap intervals over windows.
     """
-    from ..data.windows import resolve_seq_len, token_stream, windows
+    from ..data.windows import resolve_seq_len, token_stream, window_batches, windows
     from ..engine.capture import run_captured
-    from .run import _check_same_vocab, aligned_rows, pair_stats
+    from ..engine.rows import row_name
+    from ..evaluate.intervals import ratio_intervals
+    from .run import aligned_rows, check_comparable, pair_stats
 
     pa, pb = a.require_head(), b.require_head()
     if pa.kind != "causal":
         raise InputError(f"corpus comparison scores next-token prediction: causal LMs only, not {pa.kind}")
-    _check_same_vocab(a, b)
+    check_comparable(a, b)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, not {batch_size!r}")
     seq_len = resolve_seq_len(resolve_seq_len(seq_len, a.model.config), b.model.config)
@@ -152,8 +148,8 @@ def compare_corpus(
         )
         return torch.stack([got[r].reshape(-1, got[r].shape[-1]).to(parts.head_device) for r in rows])
 
-    def flush(batch: list[np.ndarray]) -> None:
-        x = torch.from_numpy(np.stack([w[:-1] for w in batch]))  # (B, T)
+    def flush(batch: list[tuple[int, np.ndarray]]) -> None:
+        x = torch.from_numpy(np.stack([w[:-1] for _, w in batch]))  # (B, T)
         B, T = x.shape
         h_a = capture(a, rows_a, x).reshape(S * B * T, -1)
         h_b = capture(b, rows_b, x).reshape(S * B * T, -1)
@@ -162,32 +158,21 @@ def compare_corpus(
         agree = (st["a_ids"][:, 0] == st["b_ids"][:, 0]).double().view(S, B, T)
         agree_sums.append(agree.sum(-1).T.numpy())
         tokens.extend([T] * B)
-        batch.clear()
 
     chunks, _ = token_stream(data, a.tokenizer, a.model.config)
-    batch: list[np.ndarray] = []
-    for w in windows(chunks, seq_len, max_tokens):
-        if w.max() >= V or w.min() < 0:
-            raise InputError(f"token ids outside the vocabulary (size {V})")
-        if batch and len(batch[0]) != len(w):
-            flush(batch)
-        batch.append(w)
-        if len(batch) == batch_size:
-            flush(batch)
-    if batch:
+    for batch in window_batches(windows(chunks, seq_len, max_tokens), batch_size, vocab_size=V):
         flush(batch)
     if not tokens:
         raise InputError("the data holds fewer than two tokens: nothing to score")
     kl_w, agree_w, tok = np.concatenate(kl_sums), np.concatenate(agree_sums), np.asarray(tokens, dtype=np.float64)
-    name = lambda r: "embed" if r == 0 else str(r)  # noqa: E731
     return CorpusDiff(
         layers=np.asarray(rows_a),
-        layer_names=[name(r) for r in rows_a],
-        b_layer_names=[name(r) for r in rows_b],
+        layer_names=[row_name(r) for r in rows_a],
+        b_layer_names=[row_name(r) for r in rows_b],
         kl=kl_w.sum(0) / tok.sum(),
-        kl_ci=_bootstrap(kl_w, tok, confidence, n_boot, seed),
+        kl_ci=ratio_intervals(kl_w, tok, confidence, n_boot, seed),
         top1_agreement=agree_w.sum(0) / tok.sum(),
-        agreement_ci=_bootstrap(agree_w, tok, confidence, n_boot, seed + 1),
+        agreement_ci=ratio_intervals(agree_w, tok, confidence, n_boot, seed + 1),
         n_tokens=int(tok.sum()),
         n_windows=len(tok),
         meta={

@@ -7,13 +7,15 @@ position of each), ``k`` top-k.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..io.formats import format_of
+from ..io.jsonable import json_floats
 
 
 @dataclass
@@ -108,12 +110,7 @@ class DiffResult:
         return pd.DataFrame(cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (floats to 9 significant digits)."""
-
-        def num(a):
-            a = np.asarray(a, dtype=float)
-            flat = [float(f"{v:.9g}") if math.isfinite(v) else None for v in a.ravel().tolist()]
-            return np.array(flat, dtype=object).reshape(a.shape).tolist()
+        """JSON-ready dict (floats by :mod:`logitscope.io.jsonable`: float32 round-trips; NaN/inf as ``null``)."""
 
         tokens = lambda ids: [[[self.token(t) for t in cell] for cell in row] for row in ids]  # noqa: E731
         return {
@@ -123,29 +120,26 @@ class DiffResult:
             "b_tokens": list(self.b_tokens),
             "layer_names": list(self.layer_names),
             "b_layer_names": list(self.b_layer_names),
-            "kl": num(self.kl),
-            "delta": num(self.delta),
+            "kl": json_floats(self.kl),
+            "delta": json_floats(self.delta),
             "top1_agree": self.top1_agree.tolist(),
             "a_top_tokens": tokens(self.a_top_ids),
-            "a_top_probs": num(self.a_top_probs),
+            "a_top_probs": json_floats(self.a_top_probs),
             "b_top_tokens": tokens(self.b_top_ids),
-            "b_top_probs": num(self.b_top_probs),
-            "per_layer": {k: num(v) for k, v in self.per_layer().items()},
+            "b_top_probs": json_floats(self.b_top_probs),
+            "per_layer": {k: json_floats(v) for k, v in self.per_layer().items()},
         }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.json``, ``.csv`` or ``.parquet`` (from the suffix), atomically."""
-        from ..errors import InputError
         from ..io.atomic import atomic_file
 
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".json", ".csv", ".parquet"):
-            raise InputError(f"{path}: save a diff as .json, .csv or .parquet")
+        fmt = format_of(path, {".json": "json", ".csv": "csv", ".parquet": "parquet"}, what="diff")
         with atomic_file(path) as tmp:
-            if suffix == ".json":
+            if fmt == "json":
                 tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
-            elif suffix == ".csv":
+            elif fmt == "csv":
                 self.to_pandas().to_csv(tmp, index=False)
             else:
                 self.to_pandas().to_parquet(tmp, index=False)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..engine.inputs import display_tokens, encode_all
+from ..engine.nonfinite import check_finite
 from ..engine.rows import row_name
 from ..errors import InputError
 from .result import DiffResult
@@ -42,7 +43,8 @@ def row_pairs(n_a: int, n_b: int) -> list[tuple[int, int]]:
     return [(a, b) for b, a in enumerate(aligned_rows(n_b, n_a))]
 
 
-def _check_same_vocab(a, b) -> None:
+def check_comparable(a, b) -> None:
+    """Refuse two scopes whose lenses cannot be compared: different vocabularies, kinds or tokenizers (``InputError``)."""
     va, vb = a.require_head().vocab_size, b.require_head().vocab_size
     if va != vb:
         raise InputError(f"cannot compare: the models' vocabularies differ ({va} vs {vb} tokens)")
@@ -96,10 +98,7 @@ def pair_stats(h_a, h_b, unembed_a, unembed_b, *, top_k: int, chunk_rows: int, d
             out["b_ids"].append(ib)
             out["b_probs"].append(torch.exp(vb - lse_b[:, None]))
     res = {k: torch.cat(v).cpu() for k, v in out.items()}
-    if not bool(torch.isfinite(res["kl"]).all()):
-        from ..errors import NonFiniteError
-
-        raise NonFiniteError("a model's logits hold NaN or inf: no KL to report (fp16? try dtype='float32')")
+    check_finite(res["kl"], "the lens logits of a compared model (no KL to report)")
     return res
 
 
@@ -177,7 +176,7 @@ def compare(a, b=None, inputs=None, *, against=None, top_k: int = 5, truncate: b
                       prompt_b=_text(enc_b.lens_ids, tok), n_blocks_a=L, n_blocks_b=L),
         )  # fmt: skip
     pb = b.require_head()
-    _check_same_vocab(a, b)
+    check_comparable(a, b)
     rows_b = aligned_rows(L, pb.n_blocks)
     P = len(enc.lens_ids)
     h_a = _streams(a, enc, rows_a).reshape((L + 1) * P, -1)  # (S·P, d_A), row-major

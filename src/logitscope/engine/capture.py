@@ -23,7 +23,7 @@ class _StopForward(Exception):
     """Raised from a hook once every requested row is captured."""
 
 
-def _first_tensor(x) -> torch.Tensor:
+def first_tensor(x) -> torch.Tensor:
     """Block outputs are a tensor or a tuple/ModelOutput whose first entry is the stream."""
     if isinstance(x, torch.Tensor):
         return x
@@ -56,7 +56,7 @@ def capture_streams(
                 f"block {row - 1 if row else 0} ran twice in one forward (shared layers?); "
                 "the lens needs one call per block"
             )
-        captured[row] = _first_tensor(x).detach()
+        captured[row] = first_tensor(x).detach()
         if stop and row == last:
             raise _StopForward
 

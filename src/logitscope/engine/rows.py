@@ -17,8 +17,6 @@ digit strings and sub-layer names (``"3.attn"``, ``"-1.attn"``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..errors import InputError
 
 Row = int | str  # a stream row 0..L, or a sub-layer row name such as "3.attn"
@@ -88,7 +86,7 @@ def parse_rows(layers, n_blocks: int, *, suffix: str | None = None, every_sublay
             ``"3.in+attn"`` / ``"-1.attn"``.
         n_blocks: ``L``, the model's number of blocks.
         suffix: the model's sub-layer suffix (``"attn"`` or ``"in+attn"``,
-            :attr:`~logitscope.engine.sublayers.Layout.suffix`); sub-layer rows come out as
+            :attr:`~logitscope.engine.sublayers.SublayerTap.suffix`); sub-layer rows come out as
             ``f"{l}.{suffix}"`` whichever suffix was written. ``None``: sub-layer names are refused.
         every_sublayer: also add ``"l.<suffix>"`` before every selected stream row ``l >= 1``
             (``sublayers=True``), unless ``layers`` names sub-layer rows itself (then only the rows
@@ -122,8 +120,3 @@ def parse_rows(layers, n_blocks: int, *, suffix: str | None = None, every_sublay
 def stream_row(layer, n_blocks: int) -> int:
     """One stream row from a row number or name (``"embed"``, ``"3"``, ``-1``)."""
     return _stream_row(layer, n_blocks)
-
-
-def names(rows: Iterable[Row]) -> list[str]:
-    """The display names of ``rows`` (:func:`row_name` of each)."""
-    return [row_name(r) for r in rows]

@@ -42,22 +42,22 @@ def check_rows(lens: Lens | None, rows: Sequence[Row], n_blocks: int) -> None:
     raise InputError(f"the {lens.kind} lens {lens.describe()!r} has no transform for layer {shown}")
 
 
-def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, layout=None) -> dict[Row, torch.Tensor]:
+def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, tap=None) -> dict[Row, torch.Tensor]:
     """One forward over a right-padded batch: ``{row: (B, T, d)}`` for every row asked.
 
     Pad positions of every block's input are zeroed (:func:`~logitscope.engine.capture.pad_guard`),
-    so a NaN in a pad position never reaches a real one. ``layout``: the model's
-    :class:`~logitscope.engine.sublayers.Layout`, needed when ``rows`` hold sub-layer rows.
+    so a NaN in a pad position never reaches a real one. ``tap``: the model's
+    :class:`~logitscope.engine.sublayers.SublayerTap`, needed when ``rows`` hold sub-layer rows.
     """
     parts = scope.parts
     kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
     real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
     with pad_guard(parts.blocks, real):
-        if layout is None:
+        if tap is None:
             return run_captured(scope.model, parts.blocks, rows, **kwargs)
         from .sublayers import run_captured_rows
 
-        return run_captured_rows(scope.model, parts.blocks, layout, rows, **kwargs)
+        return run_captured_rows(scope.model, parts.blocks, tap, rows, **kwargs)
 
 
 def real_rows(captured: dict[Row, torch.Tensor], rows: Sequence[Row], lengths: Sequence[int], device) -> torch.Tensor:
@@ -104,7 +104,7 @@ def lens_stats(
     rows: Sequence[Row],
     lens: Lens | None = None,
     *,
-    layout=None,
+    tap=None,
     targets: torch.Tensor,
     track: torch.Tensor | None = None,
     top_k: int = 5,
@@ -118,7 +118,7 @@ def lens_stats(
     parts = scope.parts
     L = parts.n_blocks
     stat_rows = final_last(rows, L)
-    captured = capture(scope, batch, stat_rows, layout=layout)
+    captured = capture(scope, batch, stat_rows, tap=tap)
     lengths = [len(e.lens_ids) for e in batch]
     streams = real_rows(captured, stat_rows, lengths, captured[L].device)
     apply_lens(lens, streams, stat_rows, L)

@@ -23,14 +23,14 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
-from .capture import _first_tensor, run_captured
-
-Row = int | str  # a stream row (0..L) or a sub-layer row name such as "3.attn"
+from .capture import first_tensor, run_captured
+from .rows import Row, block_of
 
 
 @dataclass(frozen=True)
-class Layout:
-    """How to read the stream after attention in one loaded model."""
+class SublayerTap:
+    """Where the hook reads the stream after attention in one loaded model (from the registry's
+    :class:`~logitscope.arch.registry.BlockLayout`, checked against the model's blocks)."""
 
     path: str  # relative to a block: the pre-MLP module (sequential) or the MLP (parallel)
     parallel: bool
@@ -44,8 +44,8 @@ class Layout:
         return f"{block}.{self.suffix}"
 
 
-def layout_of(parts, config) -> Layout:
-    """The :class:`Layout` of a model, or a clear :class:`UnsupportedModelError`."""
+def sublayer_tap(parts, config) -> SublayerTap:
+    """The :class:`SublayerTap` of a model, or a clear :class:`UnsupportedModelError`."""
     from ..arch.registry import block_layout
 
     found = block_layout(config)
@@ -65,26 +65,11 @@ def layout_of(parts, config) -> Layout:
             raise UnsupportedModelError(
                 f"architecture {parts.model_type!r}: block has no module {path!r} (registry entry out of date?)"
             ) from None
-    return Layout(path, parallel)
-
-
-def block_of(row: Row) -> int:
-    """The stream row a row name belongs to: ``"3.attn"`` → 3, ``5`` → 5."""
-    return int(row.split(".", 1)[0]) if isinstance(row, str) else int(row)
-
-
-def with_sublayers(rows: Sequence[int], layout: Layout) -> list[Row]:
-    """Rows in depth order with ``"l.attn"`` (or ``"l.in+attn"``) before each block row ``l >= 1``."""
-    out: list[Row] = []
-    for r in rows:
-        if r >= 1:
-            out.append(layout.name(r))
-        out.append(r)
-    return out
+    return SublayerTap(path, parallel)
 
 
 @contextmanager
-def capture_mids(blocks: nn.ModuleList, layout: Layout, wanted: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+def capture_mids(blocks: nn.ModuleList, tap: SublayerTap, wanted: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
     """Hook blocks ``wanted`` (1-based) so the next forward fills ``{l: tensor}``.
 
     Sequential: the input of the pre-MLP module (the stream after attention, possibly flattened
@@ -95,15 +80,15 @@ def capture_mids(blocks: nn.ModuleList, layout: Layout, wanted: Sequence[int]) -
 
     def store(block: int, x: torch.Tensor) -> None:
         if block in captured:
-            raise UnsupportedModelError(f"module {layout.path!r} of block {block} ran twice in one forward")
-        captured[block] = x.detach().clone() if layout.parallel else x.detach()
+            raise UnsupportedModelError(f"module {tap.path!r} of block {block} ran twice in one forward")
+        captured[block] = x.detach().clone() if tap.parallel else x.detach()
 
     for block in sorted(set(wanted)):
-        module = blocks[block - 1].get_submodule(layout.path)
-        if layout.parallel:
+        module = blocks[block - 1].get_submodule(tap.path)
+        if tap.parallel:
 
             def hook(module, args, output, block=block):
-                store(block, _first_tensor(output))
+                store(block, first_tensor(output))
 
             handles.append(module.register_forward_hook(hook))
         else:
@@ -119,21 +104,21 @@ def capture_mids(blocks: nn.ModuleList, layout: Layout, wanted: Sequence[int]) -
             h.remove()
 
 
-def run_captured_rows(model: nn.Module, blocks: nn.ModuleList, layout: Layout, rows: Sequence[Row], **inputs):
+def run_captured_rows(model: nn.Module, blocks: nn.ModuleList, tap: SublayerTap, rows: Sequence[Row], **inputs):
     """One forward that returns ``{row: (batch, seq, d_model)}`` for stream rows and sub-layer rows."""
     mids = [block_of(r) for r in rows if isinstance(r, str)]
     ints = sorted({r for r in rows if not isinstance(r, str)} | set(mids))
-    with capture_mids(blocks, layout, mids) as captured_mid:
+    with capture_mids(blocks, tap, mids) as captured_mid:
         streams = run_captured(model, blocks, ints, **inputs)
     out: dict[Row, torch.Tensor] = {}
     for r in rows:
         if isinstance(r, str):
             l = block_of(r)  # noqa: E741
             if l not in captured_mid:
-                raise UnsupportedModelError(f"the forward pass never reached module {layout.path!r} of block {l}")
+                raise UnsupportedModelError(f"the forward pass never reached module {tap.path!r} of block {l}")
             post = streams[l]
             mid = captured_mid.pop(l).to(post.device).reshape(post.shape)  # (batch, seq, d)
-            out[r] = post - mid if layout.parallel else mid
+            out[r] = post - mid if tap.parallel else mid
     for r in rows:
         if not isinstance(r, str):
             out[r] = streams[r]

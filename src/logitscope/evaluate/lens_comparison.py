@@ -95,8 +95,9 @@ class LensComparison:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``.html``, all or nothing."""
+    def save(self, out_dir, *, plots: bool = True) -> Path:
+        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``.html``, all or nothing;
+        returns the folder."""
         return save_run(self, out_dir, plots=plots)
 
     # -- plots ---------------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..io.jsonable import json_float, json_value
 from .intervals import LN2, METRICS, SUMS, intervals, metrics
 
 
@@ -92,11 +92,11 @@ class EvalResult:
         for i, (row, name) in enumerate(zip(self.layers, self.layer_names)):
             rec: dict[str, Any] = {"layer": int(row), "name": name}
             for m in METRICS:
-                rec[m] = _num(getattr(self, m)[i])
-                rec[f"{m}_ci"] = [_num(v) for v in self.ci[m][i]]
+                rec[m] = json_float(getattr(self, m)[i])
+                rec[f"{m}_ci"] = [json_float(v) for v in self.ci[m][i]]
             rows.append(rec)
         head = {"n_tokens": self.n_tokens, "n_bytes": self.n_bytes, "n_windows": self.n_windows}
-        return {**head, **{k: _jsonable(v) for k, v in self.meta.items()}, "layers": rows}
+        return {**head, **{k: json_value(v) for k, v in self.meta.items()}, "layers": rows}
 
     def to_pandas(self):
         """One row per layer: the metrics and their CI bounds."""
@@ -129,8 +129,9 @@ class EvalResult:
             frame["bits_per_byte"] = flat[:, 0] / (LN2 * frame["n_bytes"].to_numpy())
         return frame
 
-    def save(self, out_dir, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``curves.html``.
+    def save(self, out_dir, *, plots: bool = True) -> Path:
+        """Write ``metrics.json``, ``per_window.parquet`` and (``plots``) ``curves.png``/``curves.html``;
+        returns the folder (:func:`run_files` names its files).
 
         All or nothing: the files are written into a temporary folder beside ``out_dir`` and moved
         into place only when every one is complete (see :func:`logitscope.io.atomic.atomic_dir`), so
@@ -162,16 +163,15 @@ class EvalResult:
         )
 
 
-def _num(v):
-    v = float(v)
-    return None if math.isnan(v) else v
+def run_files(out_dir, plots: bool = True) -> dict[str, Path]:
+    """The files of a corpus run's folder, by role: ``metrics``, ``per_window`` and (``plots``) ``png``, ``html``."""
+    names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
+    if plots:
+        names.update(png="curves.png", html="curves.html")
+    return {key: Path(out_dir) / name for key, name in names.items()}
 
 
-def _jsonable(v):
-    return v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-
-
-def save_run(result, out_dir, *, plots: bool = True) -> dict[str, Path]:
+def save_run(result, out_dir, *, plots: bool = True) -> Path:
     """Write a corpus result's folder, all or nothing: ``result.to_dict()`` as ``metrics.json``,
     ``result.windows_frame()`` as ``per_window.parquet`` and (``plots``) ``result.plot()`` /
     ``result.plot_html()`` as ``curves.png``/``curves.html``.
@@ -179,13 +179,11 @@ def save_run(result, out_dir, *, plots: bool = True) -> dict[str, Path]:
     from ..io.atomic import atomic_dir, check_dir_dest
 
     out = check_dir_dest(out_dir)
-    names = {"metrics": "metrics.json", "per_window": "per_window.parquet"}
-    if plots:
-        names.update(png="curves.png", html="curves.html")
+    names = {key: path.name for key, path in run_files(out, plots).items()}
     with atomic_dir(out) as tmp:
         (tmp / names["metrics"]).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         result.windows_frame().to_parquet(tmp / names["per_window"], index=False)
         if plots:
             result.plot().savefig(tmp / names["png"], dpi=120, bbox_inches="tight")
             result.plot_html().write_html(tmp / names["html"], include_plotlyjs=True)
-    return {key: out / name for key, name in names.items()}
+    return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..data.distributed import DistContext, auto_batch_size, eval_chunk_rows
-from ..data.windows import resolve_seq_len, token_byte_lengths, token_stream, windows
+from ..data.windows import resolve_seq_len, token_byte_lengths, token_stream, window_batches, windows
 from ..engine.capture import run_captured
 from ..engine.kernel import stream_stats
 from ..engine.run import apply_lens, check_rows
@@ -76,10 +76,9 @@ def run_eval(
     S = L + 1
     table = np.empty((1024, 3 + 5 * S * n_lens))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
     n_rows = 0
-    batch: list[tuple[int, np.ndarray]] = []
     done = 0
 
-    def flush():
+    def flush(batch: list[tuple[int, np.ndarray]]) -> None:
         nonlocal done, n_rows, table
         x = np.stack([w[:-1] for _, w in batch])  # (B, T)
         y = np.stack([w[1:] for _, w in batch])
@@ -91,7 +90,6 @@ def run_eval(
         new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk, lens).reshape(len(batch), -1)
         n_rows += len(batch)
         done += y.size
-        batch.clear()
         if progress is not None:
             total = max_tokens
             if corpus is not None and corpus.fraction() > 0:
@@ -99,18 +97,8 @@ def run_eval(
                 total = min(total, est) if total else est
             progress(done * dist.world_size, total)
 
-    for i, w in enumerate(windows(counted(), seq_len, max_tokens)):
-        if not dist.owns(i):
-            continue
-        if w.max() >= V or w.min() < 0:
-            raise InputError(f"token ids outside the vocabulary (size {V}) in window {i}")
-        if batch and len(batch[0][1]) != len(w):
-            flush()
-        batch.append((i, w))
-        if len(batch) == B:
-            flush()
-    if batch:
-        flush()
+    for batch in window_batches(windows(counted(), seq_len, max_tokens), B, vocab_size=V, owns=dist.owns):
+        flush(batch)
     t = table[:n_rows]
     local_sums = t[:, 3:].reshape(n_rows, S * n_lens, 5)
     local = (t[:, 0].astype(np.int64), t[:, 1].astype(np.int64), t[:, 2].astype(np.int64), local_sums.copy())

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.formats import format_of
 
 SCHEMA_VERSION = 1  # of the JSON document (LensResult.to_dict)
 FORMATS = ("json", "jsonl", "csv", "parquet")
@@ -96,12 +97,7 @@ def format_for(path: str | os.PathLike | None, format: str | None = None) -> str
         if format not in FORMATS:
             raise InputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
         return format
-    suffix = Path(path).suffix.lower() if path is not None else ""
-    if suffix not in _SUFFIXES:
-        raise InputError(
-            f"cannot tell the format of {os.fspath(path)!r}; use a suffix {', '.join(_SUFFIXES)} or pass format="
-        )
-    return _SUFFIXES[suffix]
+    return format_of(path, _SUFFIXES, what="lens result", hint=" or pass format=")
 
 
 def to_json(result, *, indent: int | None = None, **extra) -> str:

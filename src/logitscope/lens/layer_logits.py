@@ -83,7 +83,9 @@ def unembed(scope, h) -> torch.Tensor:
         with torch.inference_mode(not h.requires_grad):
             z = parts.unembed(flat)  # (N, V) float32
     except RuntimeError as err:  # a width the tail cannot take
-        d = _d_model(scope.model.config)
+        from ..arch.registry import residual_width
+
+        d = residual_width(scope.model.config)
         if d is not None and h.shape[-1] == d:
             raise
         raise InputError(
@@ -152,10 +154,3 @@ def layer_logits(
             )
         del captured
     return results[0] if single else results
-
-
-def _d_model(config) -> int | None:
-    """The residual width from the config (``hidden_size`` is aliased by most configs), if it says."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    d = getattr(text, "hidden_size", None)
-    return d if isinstance(d, int) else None

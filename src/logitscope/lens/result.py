@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.jsonable import json_floats
 from .export import SCHEMA_VERSION, format_for, read_frame
 
 _ARRAYS = {  # name: (dtype, shape spec)
@@ -130,12 +131,6 @@ class LensResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the schema documented in README); :meth:`from_dict` inverts it."""
 
-        def clean(a: np.ndarray):
-            if a.dtype.kind == "f":  # 9 significant digits: float32 values round-trip exactly
-                flat = [None if x != x else float(f"{x:.9g}") for x in a.ravel().tolist()]
-                return np.array(flat, dtype=object).reshape(a.shape).tolist()
-            return a.tolist()
-
         out: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "meta": dict(self.meta),
@@ -148,7 +143,7 @@ class LensResult:
             "vocab": {str(k): v for k, v in sorted(self.vocab.items())},
         }
         for name in _ARRAYS:
-            out[name] = clean(getattr(self, name))
+            out[name] = json_floats(getattr(self, name))  # float32 round-trips; NaN/inf -> null
         return out
 
     @classmethod

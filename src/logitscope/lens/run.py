@@ -14,7 +14,7 @@ from .select import pick_lens
 
 
 def lens_rows(scope, lens: Lens, layers, *, sublayers: bool = False):
-    """The rows a lens query reads, and the sub-layer layout they need (``None`` without sub-layer rows).
+    """The rows a lens query reads, and the sub-layer tap they need (``None`` without sub-layer rows).
 
     Naming a sub-layer row (``"3.attn"``) asks for the sub-layer lens. With ``layers=None`` a lens
     that covers only some stream rows (a Jacobian lens fitted at chosen layers) reads those.
@@ -25,16 +25,16 @@ def lens_rows(scope, lens: Lens, layers, *, sublayers: bool = False):
     """
     parts = scope.require_head()
     L = parts.n_blocks
-    layout = None
+    tap = None
     if sublayers or names_sublayers(layers):
-        from ..engine.sublayers import layout_of
+        from ..engine.sublayers import sublayer_tap
 
-        layout = layout_of(parts, scope.model.config)
-    rows = parse_rows(layers, L, suffix=layout.suffix if layout else None, every_sublayer=sublayers)
+        tap = sublayer_tap(parts, scope.model.config)
+    rows = parse_rows(layers, L, suffix=tap.suffix if tap else None, every_sublayer=sublayers)
     if layers is None and not is_identity(lens):
         rows = [r for r in rows if r == L or is_sublayer(r) or lens.covers(r)]
     check_rows(lens, rows, L)
-    return rows, layout
+    return rows, tap
 
 
 def run_lens(
@@ -55,7 +55,7 @@ def run_lens(
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
     parts = scope.require_head()
     chosen = pick_lens(scope, lens=lens, tuned=tuned, strict=strict)
-    rows, layout = lens_rows(scope, chosen, layers, sublayers=sublayers)
+    rows, tap = lens_rows(scope, chosen, layers, sublayers=sublayers)
     vocab_size = parts.vocab_size
     top_k = check_top_k(top_k, vocab_size)
     tok, config = scope.tokenizer, scope.model.config
@@ -66,9 +66,7 @@ def run_lens(
     results: list[LensResult | None] = [None] * len(encs)
     for idx, batch in length_batches(encs, batch_size):
         tgt = torch.tensor([t for e in batch for t in e.target_ids], dtype=torch.long)
-        stats, stat_rows = lens_stats(
-            scope, batch, rows, chosen, layout=layout, targets=tgt, track=tracked, top_k=top_k
-        )
+        stats, stat_rows = lens_stats(scope, batch, rows, chosen, tap=tap, targets=tgt, track=tracked, top_k=top_k)
         keep = [stat_rows.index(r) for r in rows]  # back to depth order
         offset = 0
         for i, enc in zip(idx, batch):
@@ -77,8 +75,8 @@ def run_lens(
             offset += n
             results[i] = _make_result(scope, enc, stats, keep, rows, sl, tracked)
             results[i].meta.update(lens_meta(chosen))
-            if layout is not None:
-                results[i].meta["sublayers"] = "parallel" if layout.parallel else "sequential"
+            if tap is not None:
+                results[i].meta["sublayers"] = "parallel" if tap.parallel else "sequential"
     return results[0] if single else results
 
 

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..arch.registry import residual_width
 from ..engine.inputs import check_vocab, context_limit, display_tokens, to_ids
 from ..engine.kernel import DEFAULT_CHUNK_ELEMENTS
 from ..errors import CorruptWeightsError, EmptyInputError, InputError
+from ..io.jsonable import json_floats
 
 
 @dataclass
@@ -90,7 +92,7 @@ class NearestTokens:
             "metric": self.metric,
             "ids": self.ids.tolist(),
             "tokens": list(self.tokens),
-            "scores": self.scores.astype(np.float64).round(7).tolist(),
+            "scores": json_floats(self.scores),
         }
 
     @classmethod
@@ -158,7 +160,7 @@ def model_info(scope) -> ModelInfo:
         kind=scope.kind,
         n_params=int(model.num_parameters()),
         n_layers=parts.n_blocks if parts is not None else _config_int(config, "num_hidden_layers"),
-        d_model=_config_int(config, "hidden_size") or int(weight.shape[1]),
+        d_model=residual_width(config) or int(weight.shape[1]),
         vocab_size=int(weight.shape[0]),
         tied_embeddings=None if tie == "no head" else tie in ("shared", "equal"),
         tie=tie,

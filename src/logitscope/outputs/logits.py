@@ -11,6 +11,7 @@ import copy
 import json
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ from ..engine.inputs import (
     length_batches,
     model_inputs,
 )
-from ..errors import ContextLengthError, InputError, NonFiniteError
+from ..engine.nonfinite import check_finite
+from ..errors import ContextLengthError, InputError
+from ..io.jsonable import floats_from_json, json_floats
 
 SCHEMA_VERSION = 1
 
@@ -82,14 +85,12 @@ class TopTokens:
         self.target_ranks = np.asarray(self.target_ranks, dtype=np.int64).reshape(P)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (schema in ``docs/logits_embeddings.md``); floats rounded to 7 digits, NaN as ``null``."""
+        """JSON-ready dict (schema in ``docs/logits_embeddings.md``); floats by :mod:`logitscope.io.jsonable` (NaN as ``null``)."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
-                floats = value.dtype.kind == "f"
-                value = np.where(np.isnan(value), None, value.astype(np.float64).round(7)) if floats else value
-                value = value.tolist()
+                value = json_floats(value)
             out[f.name] = copy.deepcopy(value)
         return out
 
@@ -97,7 +98,9 @@ class TopTokens:
     def from_dict(cls, data: dict[str, Any]) -> TopTokens:
         """Rebuild from :meth:`to_dict` output (e.g. ``json.load`` of ``--format json``)."""
         kwargs = {f.name: copy.deepcopy(data[f.name]) for f in fields(cls) if f.name in data}
-        kwargs["target_probs"] = [np.nan if p is None else p for p in data["target_probs"]]
+        for name in ("target_probs", "top_probs", "top_logits"):
+            if name in kwargs:
+                kwargs[name] = floats_from_json(kwargs[name])
         return cls(**kwargs)
 
 
@@ -215,15 +218,19 @@ class LogitsResult:
             meta=dict(self.meta),
         )
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the logits: ``.safetensors`` (with ids and metadata, see :meth:`load`) or ``.npy`` (the array)."""
-        from ..io.atomic import atomic_file
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the logits: ``.safetensors`` (with ids and metadata, see :meth:`load`) or ``.npy`` (the array).
 
-        path = os.fspath(path)
-        if not path.endswith((".npy", ".safetensors")):
-            raise InputError(f"unknown file type for {path!r}: use .safetensors or .npy")
+        Returns:
+            The path written.
+        """
+        from ..io.atomic import atomic_file
+        from ..io.formats import format_of
+
+        fmt = format_of(path, {".safetensors": "safetensors", ".npy": "npy"}, what="logits")
         with atomic_file(path) as tmp:  # complete or not at all
-            self._write(os.fspath(tmp), path.endswith(".npy"))
+            self._write(os.fspath(tmp), fmt == "npy")
+        return Path(path)
 
     def _write(self, path: str, npy: bool) -> None:
         logits = self.logits.detach().cpu().contiguous()
@@ -295,8 +302,7 @@ def run_logits(
 
     def finish(z: torch.Tensor) -> torch.Tensor:
         """One copy of the wanted rows, so no result keeps a whole batch's (B, T, V) logits alive."""
-        if not bool(torch.isfinite(z).all()):
-            raise NonFiniteError("the model's logits hold NaN or inf (fp16 overflow? NaN weights?)")
+        check_finite(z, "the model's own logits")
         return z.to(device=device if device is not None else z.device, dtype=dtype or z.dtype, copy=True)
 
     if generate is not None:

@@ -8,8 +8,8 @@ and rich are imported inside the functions that use them, so ``import logitscope
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from ..io.formats import is_html
 from .metrics import METRICS, Metric, get_metric, metric_values
 from .text import label, visible
 
@@ -46,7 +46,7 @@ def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entrop
     from ..io.atomic import atomic_file
 
     with atomic_file(path) as tmp:  # the file appears complete or not at all
-        if Path(path).suffix.lower() in (".html", ".htm"):
+        if is_html(path):
             from .interactive import heatmap_html
 
             return heatmap_html(result, tmp, metric=metric, **kwargs)

@@ -8,10 +8,10 @@ position: components bottom (embeddings) to top (last MLP), a diverging colour s
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from ..io.formats import is_html
 from .text import label
 
 COLORS = {"embed": "#8c8c8c", "attn": "#3b75af", "mlp": "#ef8636", "bias": "#c7c7c7"}
@@ -19,10 +19,6 @@ COLORS = {"embed": "#8c8c8c", "attn": "#3b75af", "mlp": "#ef8636", "bias": "#c7c
 
 def _kind(name: str) -> str:
     return name.split(".")[-1]
-
-
-def _is_html(path) -> bool:
-    return path is not None and Path(path).suffix.lower() in (".html", ".htm")
 
 
 def _title(result, p: int) -> str:
@@ -49,10 +45,10 @@ def plot_attribution(result, path: str | os.PathLike | None = None, *, position:
         p = result.position(position)
         names = list(result.components) + ["bias"]
         values = np.append(result.contributions[:, p], result.bias[p])
-        if _is_html(path):
+        if is_html(path):
             return _bars_html(result, p, names, values, path)
         return _bars(result, p, names, values, path, dpi)
-    if _is_html(path):
+    if is_html(path):
         return _heat_html(result, path)
     return _heat(result, path, dpi)
 

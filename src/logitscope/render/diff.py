@@ -9,10 +9,10 @@ beneath it where the two disagree.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from ..io.formats import is_html
 from .table import position_pages
 from .text import label
 
@@ -54,7 +54,7 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
     """
     _check(metric)
     values = result.delta if metric == "delta" else result.kl
-    if path is not None and Path(path).suffix.lower() in (".html", ".htm"):
+    if is_html(path):
         return _html(result, values, metric, path)
     from matplotlib.colors import Normalize, TwoSlopeNorm
     from matplotlib.figure import Figure

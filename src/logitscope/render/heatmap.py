@@ -27,7 +27,7 @@ MAX_ASPECT = 6.0  # wider panels than this (width / height) wrap into several
 
 
 @dataclass
-class _Layout:
+class _Geometry:
     """Geometry of one panel, in inches and points."""
 
     per_panel: int  # positions per panel
@@ -52,7 +52,7 @@ def _layout(n_cols: int, n_rows: int, longest_cell: int, longest_tick: int, anno
         cell_w, rotation = max(cell_w, tick_w), 0
     else:
         rotation = 0 if tick_w <= cell_w else 45 if n_cols <= 24 else 90
-    return _Layout(n_cols, fs, chars, cell_w, max(0.16, 2.2 * fs * PT), rotation)
+    return _Geometry(n_cols, fs, chars, cell_w, max(0.16, 2.2 * fs * PT), rotation)
 
 
 def heatmap(
@@ -106,7 +106,7 @@ def heatmap(
     ]
     longest_tick = max(len(t) for t in tokens)
 
-    def fit(n: int) -> _Layout:
+    def fit(n: int) -> _Geometry:
         return _layout(n, len(rows), longest_cell, min(longest_tick, 12), annotate, fontsize, max_chars)
 
     lay = fit(len(cols))
@@ -167,7 +167,7 @@ def heatmap(
     return fig
 
 
-def _panel(ax, result, rows, cols, values, cmap, norm, top1, bold, lay: _Layout, annotate: bool):
+def _panel(ax, result, rows, cols, values, cmap, norm, top1, bold, lay: _Geometry, annotate: bool):
     """Draw positions ``cols`` of the grid into ``ax``; ``values`` is (len(rows), len(cols)).
 
     Returns:
@@ -211,7 +211,7 @@ def _panel(ax, result, rows, cols, values, cmap, norm, top1, bold, lay: _Layout,
     return image, top
 
 
-def _colorbar(fig, image, metric, values, lay: _Layout, *, x: float, bottom: float, height: float, size):
+def _colorbar(fig, image, metric, values, lay: _Geometry, *, x: float, bottom: float, height: float, size):
     """A colour bar beside the first panel (inches → figure fractions), and a grey "n/a" swatch."""
     from matplotlib.ticker import LogLocator, ScalarFormatter
 

@@ -103,7 +103,7 @@ def heatmap_html(
         textfont={"size": 11},
         customdata=hover_texts(result, rows, cols).tolist(),
         hovertemplate="%{customdata}<extra></extra>",
-        colorscale=cmap or _plotly_scale(m.cmap),
+        colorscale=cmap or plotly_scale(m.cmap),
         zmin=lo,
         zmax=hi,
         xgap=1,
@@ -145,7 +145,7 @@ def heatmap_html(
     return fig
 
 
-def _plotly_scale(cmap: str, n: int = 11) -> list[list]:
+def plotly_scale(cmap: str, n: int = 11) -> list[list]:
     """A matplotlib colormap as a plotly colorscale (so static and interactive plots match)."""
     import matplotlib
     from matplotlib.colors import to_hex

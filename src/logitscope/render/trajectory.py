@@ -7,11 +7,11 @@ per token, like Ecco's ``rankings_watch`` or the Workbench line chart.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.formats import is_html
 from .text import label
 from .view import select_positions
 
@@ -79,7 +79,7 @@ def trajectory(
     title = title if title is not None else f"position {p}: {label(result.tokens[p])}"
     ylabel = "probability" if value == "prob" else "rank (1 = top-1)"
     x = np.arange(result.n_streams)
-    if path is not None and Path(path).suffix.lower() in (".html", ".htm"):
+    if is_html(path):
         return _plotly(result, lines, x, path, value=value, log=log, title=title, ylabel=ylabel)
 
     from matplotlib.figure import Figure

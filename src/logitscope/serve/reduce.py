@@ -12,6 +12,7 @@ from typing import Any
 from ..diff.run import row_pairs
 from ..engine.inputs import check_vocab, display_tokens, to_ids, track_ids
 from ..errors import InputError
+from ..io.jsonable import json_floats
 from ..render.view import auto_stride, select_rows
 from .column import encode_input, kl_by_layer, lens_column, position_rows, top1
 from .limits import Limits
@@ -97,9 +98,9 @@ def column_payload(entry, req, limits: Limits) -> dict[str, Any]:
         "layer_names": col.layer_names,
         "ids": ids,
         "tokens": display_tokens(ids, scope.tokenizer),
-        "probs": [[float(f"{p:.9g}") for p in row] for row in col.probs.tolist()],
+        "probs": json_floats(col.probs),
         "ranks": col.ranks.tolist(),
-        "entropy": [float(f"{e:.9g}") for e in col.entropy.tolist()],
+        "entropy": json_floats(col.entropy),
         "top1_ids": col.top1_ids,
         "top1_tokens": display_tokens(col.top1_ids, scope.tokenizer),
     }
@@ -140,8 +141,8 @@ def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
         "a": sides[0],
         "b": sides[1],
         "pairs": [list(p) for p in pairs],
-        "kl_ab": [float(f"{x:.9g}") for x in kl_ab.tolist()],
-        "kl_ba": [float(f"{x:.9g}") for x in kl_ba.tolist()],
+        "kl_ab": json_floats(kl_ab),
+        "kl_ba": json_floats(kl_ba),
         "alignment": "identity" if cols[0].h.shape[0] == cols[1].h.shape[0] else "fraction of depth",
     }
 

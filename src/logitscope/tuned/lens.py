@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..arch.registry import residual_width
 from ..errors import InputError, LensMismatchError
 from .format import (
     DEMO_DIR,
@@ -86,9 +88,9 @@ class TunedLens(nn.Module):
             lens.check(scope, strict=strict)
         return lens
 
-    def save(self, path) -> None:
-        """Write the tuned-lens folder ``path`` (``config.json`` + ``params.pt``), atomically."""
-        save_lens(self, path)
+    def save(self, path) -> Path:
+        """Write the tuned-lens folder ``path`` (``config.json`` + ``params.pt``), atomically; returns it."""
+        return save_lens(self, path)
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -176,17 +178,14 @@ class TunedLens(nn.Module):
 
 
 def stream_width(scope) -> int:
-    """Width of the residual stream the lens reads: the model config's ``hidden_size``.
-
-    Every transformers config maps its own name for it (``n_embd``, ``d_model``) to ``hidden_size``.
-    """
-    width = getattr(scope.model.config, "hidden_size", None)
-    if not isinstance(width, int):
+    """Width of the residual stream the lens reads (:func:`~logitscope.arch.registry.residual_width`)."""
+    width = residual_width(scope.model.config)
+    if width is None:
         raise InputError(f"{scope.name}: the model config has no hidden_size; cannot size a tuned lens")
     return width
 
 
-def save_lens(lens: TunedLens, path, *, extra: dict[str, str] | None = None):
+def save_lens(lens: TunedLens, path, *, extra: dict[str, str] | None = None) -> Path:
     """Write ``lens`` as a tuned-lens folder at ``path`` (created or updated atomically).
 
     ``extra`` maps further file names to text written in the same step (``training_log.json``).

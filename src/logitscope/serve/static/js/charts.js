@@ -1,4 +1,5 @@
 // Small plotly charts (plotly.js is served from the installed plotly wheel, never a CDN).
+import { lineChart } from "./lines.js";
 import { visible } from "./text.js";
 
 export const PALETTE = ["#4f46e5", "#e8590c", "#0f9d58", "#d6336c", "#1c7ed6", "#f59f00", "#7048e8", "#0ca678"];
@@ -22,7 +23,18 @@ const ready = () => typeof window.Plotly !== "undefined";
 // Probability (or rank) of some tokens at every layer of one position.
 // series: [{token, values, color, pinned}], layerNames: x categories, mode: "prob" | "rank".
 export function trajectoryChart(node, layerNames, series, mode, selectedLayer) {
-  if (!ready()) return;
+  const blocks = layerNames.filter((n) => !n.includes(".")); // sub-layer points sit between, unlabelled
+  if (!ready()) {
+    lineChart(node, {
+      x: layerNames, ticks: blocks, vline: selectedLayer, log: mode === "rank", reversed: mode === "rank",
+      range: mode === "rank" ? null : [0, 1.02], xTitle: "layer", yTitle: mode === "rank" ? "rank (1 = top)" : "probability",
+      series: series.map((s) => ({
+        name: visible(s.token), color: s.color, width: s.pinned ? 2.6 : 1.4, dash: !s.pinned,
+        y: s.values.map((v) => (v === null ? null : mode === "rank" ? v + 1 : v)),
+      })),
+    });
+    return;
+  }
   const traces = series.map((s) => ({
     x: layerNames,
     y: mode === "rank" ? s.values.map((r) => r + 1) : s.values,
@@ -33,7 +45,6 @@ export function trajectoryChart(node, layerNames, series, mode, selectedLayer) {
     marker: { size: s.pinned ? 6 : 4 },
     hovertemplate: `${visible(s.token).replace(/%/g, "%%")} · layer %{x}: ${mode === "rank" ? "rank %{y}" : "p=%{y:.4f}"}<extra></extra>`,
   }));
-  const blocks = layerNames.filter((n) => !n.includes(".")); // sub-layer points sit between, unlabelled
   const layout = base({
     xaxis: {
       type: "category", title: { text: "layer", standoff: 4 }, gridcolor: "#f0f1f4", tickfont: { size: 10 },
@@ -54,9 +65,15 @@ export function trajectoryChart(node, layerNames, series, mode, selectedLayer) {
 
 // Per-layer KL between two sides of a comparison.
 export function klChart(node, cmp) {
-  if (!ready()) return;
   const a = cmp.a, b = cmp.b;
   const x = cmp.pairs.map(([la]) => a.layer_names[la]);
+  if (!ready()) {
+    lineChart(node, {
+      x, xTitle: cmp.alignment === "identity" ? "layer" : "layer of A (B aligned by fraction of depth)", yTitle: "KL (nats)",
+      series: [{ name: "KL(A \u2016 B)", y: cmp.kl_ab, color: PALETTE[0], width: 2.4 }, { name: "KL(B \u2016 A)", y: cmp.kl_ba, color: PALETTE[1], width: 2.4 }],
+    });
+    return;
+  }
   const hover = cmp.pairs.map(([la, lb]) => `A ${a.layer_names[la]} (${visible(a.top1_tokens[la])}) vs B ${b.layer_names[lb]} (${visible(b.top1_tokens[lb])})`);
   const trace = (y, name, color) => ({
     x, y, name, type: "scatter", mode: "lines+markers", line: { color, width: 2.4 }, marker: { size: 6 },

@@ -23,7 +23,8 @@ export function fitWidth(need, P, available) {
 }
 
 // Draw the grid into `container`; returns the <svg>.
-export function renderGrid(container, data, { values, color, selected, kind, width, mask }) {
+// selected: {row, pos} outlined solid; paired: {row, pos} outlined dashed (the cell compare mode pairs with it).
+export function renderGrid(container, data, { values, color, selected, paired, kind, width, mask }) {
   const S = data.layer_names.length, P = data.tokens.length;
   const W = width || cellWidth(data);
   const totalW = LEFT + P * W + 12, totalH = TOP + S * H + BOTTOM;
@@ -64,8 +65,12 @@ export function renderGrid(container, data, { values, color, selected, kind, wid
   }
   if (selected && selected.row < S && selected.pos < P) {
     const x = LEFT + selected.pos * W - 1, y = TOP + (S - 1 - selected.row) * H - 1;
-    parts.push(`<rect class="selected" x="${x}" y="${y}" width="${W + 1}" height="${H + 1}" rx="3" fill="none" stroke="#111827" stroke-width="2.5" pointer-events="none"/>`);
+    parts.push(`<rect class="selected" data-row="${selected.row}" data-pos="${selected.pos}" x="${x}" y="${y}" width="${W + 1}" height="${H + 1}" rx="3" fill="none" stroke="#111827" stroke-width="2.5" pointer-events="none"/>`);
     parts.push(`<rect x="${x + 2.5}" y="${y + 2.5}" width="${W - 4}" height="${H - 4}" rx="2" fill="none" stroke="#ffffff" stroke-width="1" pointer-events="none"/>`);
+  }
+  if (paired && paired.row < S && paired.pos < P) {
+    const x = LEFT + paired.pos * W - 1, y = TOP + (S - 1 - paired.row) * H - 1;
+    parts.push(`<rect class="paired" data-row="${paired.row}" data-pos="${paired.pos}" x="${x}" y="${y}" width="${W + 1}" height="${H + 1}" rx="3" fill="none" stroke="#111827" stroke-width="2" stroke-dasharray="4 2" pointer-events="none"/>`);
   }
   parts.push("</svg>");
   container.innerHTML = parts.join("");

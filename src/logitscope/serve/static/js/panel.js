@@ -1,23 +1,23 @@
 // The side panel: the selected cell's top-k with rank changes, and token trajectories across layers.
 import { PALETTE, trajectoryChart } from "./charts.js";
-import { el, esc, fmtNum, fmtP, visible } from "./text.js";
+import { el } from "./dom.js";
+import { esc, fmtNum, fmtP, visible } from "./text.js";
 
-const $ = (id) => document.getElementById(id);
-
-export function clearPanel(message = "Click a cell (or move with the arrow keys) to see its top tokens.") {
-  $("panel-empty").textContent = message;
-  $("panel-empty").hidden = false;
-  $("panel-body").hidden = true;
+// Every function takes `ui`, the part getter of the workspace holding the panel (workspace.js).
+export function clearPanel(ui, message = "Click a cell (or move with the arrow keys) to see its top tokens.") {
+  ui("panel-empty").textContent = message;
+  ui("panel-empty").hidden = false;
+  ui("panel-body").hidden = true;
 }
 
 // The cell part (instant, from the lens payload). `pinnedIds` are ids already pinned.
-export function renderCell(data, r, p, { side, pinnedIds, onPin }) {
+export function renderCell(ui, data, r, p, { side, pinnedIds, onPin }) {
   const tok = (id) => data.vocab[String(id)] ?? `<${id}>`;
-  $("panel-empty").hidden = true;
-  $("panel-body").hidden = false;
+  ui("panel-empty").hidden = true;
+  ui("panel-body").hidden = false;
   const sideTag = side ? `<span class="stat">${side.toUpperCase()}</span> ` : "";
   const tgt = data.target_ids[p];
-  $("cell-title").innerHTML =
+  ui("cell-title").innerHTML =
     `${sideTag}layer ${esc(data.layer_names[r])} \u00b7 position ${p} <code>${esc(visible(data.tokens[p]))}</code>` +
     (tgt >= 0 ? ` <span class="sub">\u2192 target</span> <code>${esc(visible(tok(tgt)))}</code>` : "");
   const stats = [
@@ -29,9 +29,9 @@ export function renderCell(data, r, p, { side, pinnedIds, onPin }) {
     stats.push(["target p", fmtP(data.target_prob[r][p])]);
     stats.push(["target rank", String(data.target_rank[r][p] + 1)]);
   }
-  const box = $("cell-stats");
+  const box = ui("cell-stats");
   box.replaceChildren(...stats.map(([k, v]) => el("span", { class: "stat" }, `${k} `, el("b", {}, v))));
-  const list = $("topk-list");
+  const list = ui("topk-list");
   list.dataset.layer = data.layers[r];
   list.dataset.pos = p;
   list.replaceChildren(
@@ -55,7 +55,7 @@ export function renderCell(data, r, p, { side, pinnedIds, onPin }) {
     }),
   );
   const below = layerBelow(data.layer_names[r], data.meta.sublayers);
-  $("rank-note").textContent = below === null ? "(embeddings: no layer below)" : `rank change vs layer ${below}`;
+  ui("rank-note").textContent = below === null ? "(embeddings: no layer below)" : `rank change vs layer ${below}`;
 }
 
 // The row just below a row name in the full depth: "3" -> "3.attn" with sub-layers (else "2"),
@@ -69,15 +69,21 @@ function layerBelow(name, sublayers) {
 }
 
 // The column part (after /api/column): rank deltas and the trajectory chart.
-export function renderColumn(data, r, p, col, { pinnedIds, mode }) {
+// A rank the column does not know (null: the token is outside that layer's top-k) shows as "new".
+export function renderColumn(ui, data, r, p, col, { pinnedIds, mode }) {
   const here = col.layer_names.indexOf(data.layer_names[r]);
   const under = here - 1;  // the column holds every row in depth order (sub-layers too when asked)
   const index = new Map(col.ids.map((id, i) => [id, i]));
-  for (const span of document.querySelectorAll("#topk-list .delta")) {
+  for (const span of ui("topk-list").querySelectorAll(".delta")) {
     const i = index.get(Number(span.dataset.id));
     span.className = "delta";
     if (i === undefined || under < 0) { span.textContent = ""; continue; }
     const now = col.ranks[i][here], before = col.ranks[i][under];
+    if (before === null && now !== null) {
+      span.textContent = "new"; span.classList.add("new");
+      span.title = `outside the top-${col.k ?? "k"} at layer ${col.layer_names[under]} \u2192 rank ${now + 1}`;
+      continue;
+    }
     const d = before - now;
     span.title = `rank ${before + 1} at layer ${col.layer_names[under]} \u2192 ${now + 1}`;
     if (d > 0) { span.textContent = `\u25b2${d}`; span.classList.add("up"); }
@@ -94,8 +100,8 @@ export function renderColumn(data, r, p, col, { pinnedIds, mode }) {
       color: PALETTE[n % PALETTE.length],
       pinned: pinnedIds.includes(id),
     }));
-  $("traj-title").textContent = `trajectory \u00b7 position ${col.position}`;
-  const chart = $("traj-chart");
+  ui("traj-title").textContent = `trajectory \u00b7 position ${col.position}`;
+  const chart = ui("traj-chart");
   chart.dataset.series = String(series.length);
   chart.dataset.pinned = String(series.filter((s) => s.pinned).length);
   trajectoryChart(chart, col.layer_names, series, mode, data.layer_names[r]);

@@ -1,9 +1,8 @@
 // The logits tab (the model's own output distribution, greedy generation) and the embeddings tab.
 import { post, Superseded } from "./api.js";
 import { barsChart } from "./charts.js";
-import { el, fmtP, visible } from "./text.js";
-
-const $ = (id) => document.getElementById(id);
+import { $, el } from "./dom.js";
+import { fmtP, visible } from "./text.js";
 
 function showError(id, err) {
   const box = $(id);

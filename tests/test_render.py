@@ -147,8 +147,12 @@ def test_trajectory_lines_and_files(tmp_path):
 
 
 def test_notebook_grid_is_plain_html():
+    from logitscope.render import notebook_html
+
     res = fake_result(S=5, P=7)
-    html = res._repr_html_()
+    assert 'data-logitscope-widget="1"' in res._repr_html_()  # the rich display is the interactive widget
+    html = notebook_html(res)
+    assert html._repr_html_() == html  # displays as HTML, not as an escaped string
     assert "<table" in html and "<script" not in html
     assert "&lt;b&gt;" in html or " <b>" not in res.tokens  # tokens are escaped
     for name in res.layer_names:

@@ -133,6 +133,11 @@ class AttributionResult:
 
         return plot_attribution(self, path, position=position, **kwargs)
 
+    def _repr_html_(self) -> str:
+        from ..render.reprs import attribution_html
+
+        return attribution_html(self)
+
     def __repr__(self) -> str:
         text = "".join(self.tokens)
         text = text if len(text) <= 40 else text[:37] + "..."

@@ -155,6 +155,16 @@ class DiffResult:
 
         return plot_diff(self, path, metric=metric, **kwargs)
 
+    def show(self, **kwargs):
+        """Two linked lens grids (A, B) with the per-layer KL at the clicked position, for a notebook.
+        See :func:`logitscope.render.widget.show`."""
+        from ..render.widget import show
+
+        return show(self, **kwargs)
+
+    def _repr_html_(self) -> str:
+        return self.show()._repr_html_()
+
     def __repr__(self) -> str:
         m = self.meta
         what = f"{m.get('model_a')} vs {m.get('model_b')}" if m.get("mode") == "models" else f"{m.get('model_a')}"

@@ -106,7 +106,7 @@ class LensComparison:
 
     def plot(self):
         """A matplotlib Figure: the four per-layer panels, each with both lenses and CI bands."""
-        from matplotlib.figure import Figure
+        from ..render.figure import InlineFigure as Figure
 
         fig = Figure(figsize=(11, 7.5), layout="constrained")
         axes = fig.subplots(2, 2, sharex=True).ravel()

@@ -152,6 +152,11 @@ class EvalResult:
 
         return curves_html(self)
 
+    def _repr_html_(self) -> str:
+        from ..render.reprs import eval_html
+
+        return eval_html(self)
+
     def _title(self) -> str:
         n, w = self.n_tokens, self.n_windows
         return f"{self.meta.get('model', 'model')}: {n:,} token{'s' * (n != 1)}, {w:,} window{'s' * (w != 1)}"

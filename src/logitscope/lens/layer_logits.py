@@ -54,6 +54,11 @@ class LayerLogits:
         S, P, V = self.logits.shape
         return f"LayerLogits({self.meta.get('model', '?')}, {S} layers x {P} positions x {V} vocab)"
 
+    def _repr_html_(self) -> str:
+        from ..render.reprs import layer_logits_html
+
+        return layer_logits_html(self)
+
     def logprobs(self) -> torch.Tensor:
         """(S, P, V) float32 log-probabilities."""
         return self.logits.log_softmax(-1)

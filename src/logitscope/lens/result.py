@@ -223,10 +223,15 @@ class LensResult:
 
         return plot_trajectory(self, position, path, **kwargs)
 
-    def _repr_html_(self) -> str:
-        from ..render import notebook_html
+    def show(self, **kwargs):
+        """The interactive lens for a notebook: the viewer's grid, metric switch, cell panel and
+        pinned-token trajectories, self-contained. See :func:`logitscope.render.widget.show`."""
+        from ..render.widget import show
 
-        return notebook_html(self)
+        return show(self, **kwargs)
+
+    def _repr_html_(self) -> str:
+        return self.show()._repr_html_()
 
     def save(self, path, format: str | None = None):
         """Write as JSON, JSON Lines, CSV or Parquet (from the suffix). See :func:`logitscope.lens.export.save`."""

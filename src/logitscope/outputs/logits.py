@@ -84,6 +84,16 @@ class TopTokens:
         self.target_probs = np.asarray(self.target_probs, dtype=np.float32).reshape(P)
         self.target_ranks = np.asarray(self.target_ranks, dtype=np.int64).reshape(P)
 
+    def __repr__(self) -> str:
+        from ..render.reprs import top_tokens_repr
+
+        return top_tokens_repr(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.reprs import top_tokens_html
+
+        return top_tokens_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (schema in ``docs/logits_embeddings.md``); floats by :mod:`logitscope.io.jsonable` (NaN as ``null``)."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
@@ -195,6 +205,11 @@ class LogitsResult:
     def __repr__(self) -> str:
         P, V = self.logits.shape
         return f"LogitsResult({self.meta.get('model', '?')}, {P} positions x {V} vocab, kind={self.meta.get('kind')})"
+
+    def _repr_html_(self) -> str:
+        from ..render.reprs import logits_html
+
+        return logits_html(self)
 
     @property
     def probs(self) -> torch.Tensor:

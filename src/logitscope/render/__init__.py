@@ -14,6 +14,7 @@ from .metrics import METRICS, Metric, get_metric, metric_values
 from .text import label, visible
 
 __all__ = [
+    "HTML",
     "METRICS",
     "Metric",
     "get_metric",
@@ -70,8 +71,16 @@ def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None =
         return trajectory(result, position, tmp, **kwargs)
 
 
-def notebook_html(result, **kwargs) -> str:
-    """The compact coloured grid that ``LensResult._repr_html_`` shows (see :func:`.notebook.grid_html`)."""
+class HTML(str):
+    """An HTML string that a notebook displays as HTML (``_repr_html_``), not as escaped text."""
+
+    def _repr_html_(self) -> str:
+        return str(self)
+
+
+def notebook_html(result, **kwargs) -> HTML:
+    """The static coloured grid of a result (no script; see :func:`.notebook.grid_html`), as
+    :class:`HTML`. ``result.show()`` is the interactive widget."""
     from .notebook import grid_html
 
-    return grid_html(result, **kwargs)
+    return HTML(grid_html(result, **kwargs))

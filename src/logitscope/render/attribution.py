@@ -63,7 +63,7 @@ def _save(fig, path, dpi: int) -> None:
 
 
 def _bars(result, p, names, values, path, dpi):
-    from matplotlib.figure import Figure
+    from .figure import InlineFigure as Figure
 
     fig = Figure(figsize=(6.0, 1.2 + 0.2 * len(names)), dpi=dpi, layout="constrained", facecolor="white")
     ax = fig.add_subplot()
@@ -81,7 +81,8 @@ def _bars(result, p, names, values, path, dpi):
 
 def _heat(result, path, dpi):
     from matplotlib.colors import TwoSlopeNorm
-    from matplotlib.figure import Figure
+
+    from .figure import InlineFigure as Figure
 
     C, P = result.contributions.shape
     lim = float(np.abs(result.contributions).max()) or 1.0

@@ -17,7 +17,7 @@ def _title(res) -> str:
 
 def curves_figure(res):
     """A matplotlib Figure of the four per-layer curves with CI bands."""
-    from matplotlib.figure import Figure
+    from .figure import InlineFigure as Figure
 
     fig = Figure(figsize=(11, 7.5), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True).ravel()

@@ -57,7 +57,8 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
     if is_html(path):
         return _html(result, values, metric, path)
     from matplotlib.colors import Normalize, TwoSlopeNorm
-    from matplotlib.figure import Figure
+
+    from .figure import InlineFigure as Figure
 
     S, P = values.shape
     finite = np.abs(values[np.isfinite(values)])
@@ -152,7 +153,7 @@ def diff_tables(result, *, width: int = 100, max_chars: int = 8) -> list:
 
 def corpus_curves(result):
     """A matplotlib Figure of a :class:`~logitscope.diff.corpus.CorpusDiff`: KL and agreement by layer."""
-    from matplotlib.figure import Figure
+    from .figure import InlineFigure as Figure
 
     x = np.arange(len(result.layers))
     fig = Figure(figsize=(8.0, 3.0), dpi=120, layout="constrained", facecolor="white")

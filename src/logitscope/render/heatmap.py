@@ -92,7 +92,7 @@ def heatmap(
     Returns:
         The ``matplotlib.figure.Figure`` (not attached to pyplot, so no global state leaks).
     """
-    from matplotlib.figure import Figure
+    from .figure import InlineFigure as Figure
 
     m = get_metric(metric)
     cols = select_positions(result.n_positions, positions)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .metrics import MISSING, color_limits, get_metric, metric_values
+from .metrics import colorscale as plotly_scale
 from .text import label, visible
 from .view import select_positions, select_rows, top1_matches_target
 
@@ -143,12 +144,3 @@ def heatmap_html(
     if path is not None:
         fig.write_html(os.fspath(path), include_plotlyjs=include_plotlyjs, full_html=True)
     return fig
-
-
-def plotly_scale(cmap: str, n: int = 11) -> list[list]:
-    """A matplotlib colormap as a plotly colorscale (so static and interactive plots match)."""
-    import matplotlib
-    from matplotlib.colors import to_hex
-
-    cm = matplotlib.colormaps[cmap]
-    return [[i / (n - 1), to_hex(cm(i / (n - 1)))] for i in range(n)]

@@ -131,3 +131,36 @@ def text_color(rgb) -> str:
     """Black or white, whichever reads better on background ``rgb`` (floats in 0..1)."""
     r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3])
     return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "#ffffff"
+
+
+def colorscale(cmap: str, n: int = 11) -> list[list]:
+    """A matplotlib colormap as ``[[t, "#rrggbb"], ...]`` stops (plotly's and the viewer's format)."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    cm = matplotlib.colormaps[cmap]
+    return [[i / (n - 1), to_hex(cm(i / (n - 1)))] for i in range(n)]
+
+
+SHORT = {
+    "entropy": "entropy",
+    "prob": "top-1 prob",
+    "target": "target prob",
+    "rank": "target rank",
+    "kl": "KL to final",
+}
+
+
+def metric_specs(names=None) -> dict[str, dict]:
+    """Label, scale and colour stops of each metric, as the viewer's JavaScript reads them."""
+    return {
+        name: {
+            "label": m.label,
+            "short": SHORT.get(name, name),
+            "log": m.log,
+            "bounds": list(m.bounds),
+            "colorscale": colorscale(m.cmap),
+        }
+        for name, m in METRICS.items()
+        if names is None or name in names
+    }

@@ -82,7 +82,7 @@ def trajectory(
     if is_html(path):
         return _plotly(result, lines, x, path, value=value, log=log, title=title, ylabel=ylabel)
 
-    from matplotlib.figure import Figure
+    from .figure import InlineFigure as Figure
 
     fig = Figure(figsize=(max(4.5, 2.5 + 0.18 * len(x)), 3.2), dpi=dpi, layout="constrained", facecolor="white")
     ax = fig.add_subplot()

@@ -52,16 +52,9 @@ def plotly_js() -> Path:
 @lru_cache(maxsize=1)
 def _metrics() -> dict[str, Any]:
     """The metrics' labels and colour scales, sampled from the same matplotlib colormaps as the CLI's plots."""
-    from ..render.interactive import plotly_scale
-    from ..render.metrics import METRICS, MISSING
+    from ..render.metrics import MISSING, metric_specs
 
-    return {
-        "missing": MISSING,
-        "metrics": {
-            name: {"label": m.label, "log": m.log, "bounds": list(m.bounds), "colorscale": plotly_scale(m.cmap)}
-            for name, m in METRICS.items()
-        },
-    }
+    return {"missing": MISSING, "metrics": metric_specs()}
 
 
 def _status(err: LogitscopeError) -> int:

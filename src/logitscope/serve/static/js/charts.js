@@ -70,7 +70,7 @@ export function klChart(node, cmp) {
   if (!ready()) {
     lineChart(node, {
       x, xTitle: cmp.alignment === "identity" ? "layer" : "layer of A (B aligned by fraction of depth)", yTitle: "KL (nats)",
-      series: [{ name: "KL(A \u2016 B)", y: cmp.kl_ab, color: PALETTE[0], width: 2.4 }, { name: "KL(B \u2016 A)", y: cmp.kl_ba, color: PALETTE[1], width: 2.4 }],
+      series: [{ name: "KL(A \u2016 B)", y: cmp.kl_ab, color: PALETTE[0], width: 2.4 }, { name: "KL(B \u2016 A)", y: cmp.kl_ba, color: PALETTE[1], width: 2.4 }].filter((s) => s.y),
     });
     return;
   }
@@ -85,7 +85,9 @@ export function klChart(node, cmp) {
     legend: { orientation: "h", y: 1.12, x: 0 },
     margin: { l: 52, r: 12, t: 26, b: 44 },
   });
-  window.Plotly.react(node, [trace(cmp.kl_ab, "KL(A \u2016 B)", PALETTE[0]), trace(cmp.kl_ba, "KL(B \u2016 A)", PALETTE[1])], layout, CONFIG);
+  const traces = [trace(cmp.kl_ab, "KL(A \u2016 B)", PALETTE[0])];
+  if (cmp.kl_ba) traces.push(trace(cmp.kl_ba, "KL(B \u2016 A)", PALETTE[1]));
+  window.Plotly.react(node, traces, layout, CONFIG);
 }
 
 // Horizontal bars of the top-k probabilities of one row of the logits tab.

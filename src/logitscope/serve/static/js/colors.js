@@ -10,7 +10,8 @@ export function metricValues(data, metric) {
     const row = new Array(P);
     for (let p = 0; p < P; p++) {
       let v;
-      if (metric === "entropy") v = data.entropy[r][p];
+      if (data.extra && data.extra[metric]) v = data.extra[metric][r][p]; // a result's own metric (a diff's KL)
+      else if (metric === "entropy") v = data.entropy[r][p];
       else if (metric === "prob") v = data.top_probs[r][p][0];
       else if (metric === "target") v = data.target_prob[r][p];
       else if (metric === "rank") v = data.target_rank[r][p] >= 0 ? data.target_rank[r][p] + 1 : NaN;

@@ -299,12 +299,6 @@ def test_exports_download_what_the_cli_writes(server, browser, scope):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
 
 
-def test_ctrl_c_stops_the_server_cleanly(server):  # last test using the module's server
-    assert server.stop() == 0
-    assert any("stopped" in line for line in server.log)
-    assert not any("Traceback" in line for line in server.log), "".join(server.log)
-
-
 @pytest.mark.skipif(SHOTS is None, reason="set LOGITSCOPE_SCREENSHOTS=<dir> to re-make the docs screenshots")
 def test_docs_screenshots(browser):
     srv = Server("demo")
@@ -336,3 +330,118 @@ def test_docs_screenshots(browser):
     for name in ("serve_lens.png", "serve_compare.png", "serve_sublayers.png"):
         with Image.open(SHOTS / name) as img:  # a full page, not a blank or cropped capture
             assert img.width >= 1200 and img.height >= 800 and len(img.getcolors(1 << 16) or range(1 << 16)) > 50
+
+
+def test_compare_pairs_the_same_token_on_both_sides(server, browser):
+    """A prompt with a target against the same prompt without: positions pair by token index,
+    identical inputs give KL 0 at every layer, and both grids mark the cells compared."""
+    errors: list[str] = []
+    page = new_page(browser, errors)
+    q = PROMPT.replace(" ", "+")
+    page.goto(server.url + f"#q={q}&tg=+the+end&cmp=1&qb={q}&mb=tiny-a&cell=a%3A2%3A4")
+    page.wait_for_function("document.querySelector('#kl-chart')?.dataset.positions === '4:4'")
+    title = page.inner_text("#kl-title")
+    assert "A at position 4" in title and "B at position 4" in title
+    assert float(page.get_attribute("#kl-chart", "data-kl-max")) < 1e-6  # the same prefix: the same distributions
+    page.wait_for_selector('#grid-b rect.paired[data-pos="4"][data-row="2"]')
+    assert page.locator('#grid-a rect.selected[data-pos="4"]').count() == 1
+    # a click on B: B's cell is the selection, A's same position is marked
+    page.click('#grid-b g.cell[data-row="1"][data-pos="2"]')
+    page.wait_for_function("document.querySelector('#kl-chart')?.dataset.positions === '2:2'")
+    page.wait_for_selector('#grid-a rect.paired[data-pos="2"][data-row="1"]')
+    assert page.locator('#grid-b rect.selected[data-pos="2"]').count() == 1
+    assert not errors, errors
+
+
+def bert_folder(path: Path) -> Path:
+    """A tiny BERT (masked LM) with a word-level tokenizer, saved as a folder the CLI loads."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w[0] for w in pre_tokenizers.Whitespace().pre_tokenize_str(tiny.TEXT.lower())})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(specials + words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]",
+    )  # fmt: skip
+    tiny.build("bert").save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def test_viewer_controls_a_new_user_hits(browser, tmp_path):
+    """The insert-mask button of masked LMs, titles and errors after a failure or an empty prompt,
+    numbers from a link clamped, tuned lens and sub-layer rows exclusive, an empty Embeddings query."""
+    srv = Server("demo", str(bert_folder(tmp_path / "tiny-bert")))
+    try:
+        errors: list[str] = []
+        page = new_page(browser, errors)
+        # a link asking for k=-5 and for sub-layers with the tuned lens: k clamps to 1, the tuned lens wins
+        page.goto(srv.url + "#q=And+God+said&k=-5&sub=1&lens=tuned")
+        page.wait_for_selector("#grid-a svg g.cell")
+        assert page.input_value("#topk") == "1" and "k=1" in page.url
+        assert page.locator("#topk-list .topk-row").count() == 1
+        assert page.is_hidden("#error-a")
+        assert not page.is_checked("#sublayers") and page.is_disabled("#sublayers")
+        assert "tuned" in page.inner_text("#title-a") or "active" in page.get_attribute(
+            '#lens-kind button[data-lens="tuned"]', "class"
+        )
+        page.click('#lens-kind button[data-lens="logit"]')  # the logit lens: sub-layers selectable again
+        assert page.is_enabled("#sublayers")
+        page.check("#sublayers")
+        page.wait_for_function("document.querySelector('#grid-a svg')?.dataset.rows === '17'")
+        page.click('#lens-kind button[data-lens="tuned"]')
+        assert not page.is_checked("#sublayers")
+        page.wait_for_function("document.querySelector('#grid-a svg')?.dataset.rows === '9'")
+        assert page.is_hidden("#error-a")
+
+        # an error: no grid, the title names only the model; clearing the prompt clears the error
+        page.fill("#text", "God " * 600)  # over the model's context (512): 413, in the viewer's words
+        page.wait_for_selector("#error-a:not([hidden])")
+        message = page.inner_text("#error-a")
+        assert "context" in message and "truncate" not in message and "=" not in message
+        assert "rows" not in page.inner_text("#title-a") and "no result" in page.inner_text("#title-a")
+        assert page.locator("#grid-a svg").count() == 0
+        page.fill("#text", "")
+        page.wait_for_selector("#error-a", state="hidden")
+        assert "Type a prompt" in page.inner_text("#panel-empty")
+
+        # a masked LM: the insert-mask button is visible (the target field is not) and inserts the mask
+        page.select_option("#model", "tiny-bert")
+        page.wait_for_selector("#insert-mask:visible")
+        assert page.is_hidden("#target-field")
+        page.fill("#text", "the quick brown fox")
+        page.click("#text")
+        page.keyboard.press("End")
+        page.click("#insert-mask")
+        assert page.input_value("#text").endswith("[MASK]")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#grid-a .xlabel')].some(e => e.textContent === '[MASK]')"
+        )
+
+        # the Embeddings tab with an empty query: a hint, no neighbours of anything
+        page.click(".tabs button[data-tab=embed]")
+        assert page.input_value("#embed-query") == ""
+        page.click("#embed-run")
+        assert page.is_visible("#embed-empty") and page.locator(".nn-card").count() == 0
+        page.fill("#embed-query", "fox")
+        page.click("#embed-run")
+        page.wait_for_selector(".nn-card")
+        assert page.is_hidden("#embed-empty")
+        page.fill("#embed-query", "")
+        page.click("#embed-run")
+        page.wait_for_function("document.querySelectorAll('.nn-card').length === 0")
+        assert not [e for e in errors if "status of 413" not in e], errors  # the 413 asked for above
+    finally:
+        srv.stop()
+
+
+def test_ctrl_c_stops_the_server_cleanly(server):  # last test using the module's server
+    assert server.stop() == 0
+    assert any("stopped" in line for line in server.log)
+    assert not any("Traceback" in line for line in server.log), "".join(server.log)

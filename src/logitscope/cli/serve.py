@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 
 import typer
 
@@ -87,7 +89,13 @@ def serve(
     shown = "127.0.0.1" if host in ALL_INTERFACES else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     typer.echo(f"logitscope serve: {url}  (models: {', '.join(scopes)}; Ctrl-C to stop)", err=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3))
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:  # Ctrl-C: in-flight requests answer 503 at once
+            app.state.stop.set()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     if open_browser:
         _open_when_up(server, url)
     try:
@@ -95,6 +103,18 @@ def serve(
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; the shutdown already happened
         pass
     typer.echo("logitscope serve: stopped", err=True)
+    _exit_now_if_computing()
+
+
+def _exit_now_if_computing() -> None:
+    """A computation answered 503 may still run in a worker thread (torch cannot be interrupted);
+    exit without waiting for it (nothing it would write is kept)."""
+    import threading
+
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _open_when_up(server, url: str) -> None:

@@ -21,13 +21,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import LogitscopeError
+from ..errors import ContextLengthError, LogitscopeError
 from . import reduce
 from .guard import Guard, HostPolicy
 from .limits import Limits
 from .models import Entry, UnknownModelError, build_entries
 from .schemas import ColumnRequest, CompareRequest, ExportRequest, LensRequest, LogitsRequest, NearestRequest
-from .slots import Busy, Gone, run_exclusive
+from .slots import Busy, Gone, Stop, Stopping, run_exclusive, unless_stopped
+from .words import field_label, viewer_words
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("logitscope.serve")
@@ -60,7 +61,7 @@ def _metrics() -> dict[str, Any]:
 def _status(err: LogitscopeError) -> int:
     if isinstance(err, UnknownModelError):
         return 404
-    if isinstance(err, reduce.LimitError):
+    if isinstance(err, (reduce.LimitError, ContextLengthError)):  # docs/serve.md: over a limit or the context
         return 413
     return 400
 
@@ -97,6 +98,7 @@ def create_app(
     )
     app.state.entries = entries
     app.state.limits = limits
+    app.state.stop = Stop()  # set on Ctrl-C (cli/serve.py): in-flight requests answer 503
     app.add_middleware(
         Guard, policy=HostPolicy(host, allowed_hosts), max_body=limits.max_body_bytes, headers=SECURITY_HEADERS
     )
@@ -116,12 +118,14 @@ def create_app(
 
     def check_k(top_k: int, track=()) -> None:
         if top_k > limits.max_top_k:
-            raise reduce.LimitError(f"top_k={top_k}; this server returns at most {limits.max_top_k} tokens per cell")
+            raise reduce.LimitError(f"top-k {top_k}: this server returns at most {limits.max_top_k} tokens per cell")
         if len(track) > limits.max_track:
             raise reduce.LimitError(f"{len(track)} pinned tokens; this server follows at most {limits.max_track}")
 
     async def compute(request: Request, used: list[Entry], fn) -> Response:
-        data = await run_exclusive([e.slot for e in used], fn, disconnected=request.is_disconnected)
+        data = await unless_stopped(
+            app.state.stop, run_exclusive([e.slot for e in used], fn, disconnected=request.is_disconnected)
+        )
         return Response(data, media_type="application/json")
 
     # -- the page ----------------------------------------------------------------------------
@@ -187,8 +191,9 @@ def create_app(
         e = entry(req.model)
         check_text(req.text, req.target)
         check_k(req.top_k, req.track)
-        content, media, name = await run_exclusive(
-            [e.slot], lambda: reduce.export_bytes(e, req, limits), disconnected=request.is_disconnected
+        content, media, name = await unless_stopped(
+            app.state.stop,
+            run_exclusive([e.slot], lambda: reduce.export_bytes(e, req, limits), disconnected=request.is_disconnected),
         )
         return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -234,14 +239,14 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(LogitscopeError)
     async def bad_input(request: Request, err: LogitscopeError) -> JSONResponse:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        message = viewer_words(str(err).splitlines()[0]) if str(err) else type(err).__name__
         return JSONResponse({"error": message, "type": type(err).__name__}, status_code=_status(err))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         errors = err.errors()
         first = errors[0] if errors else {}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        where = field_label(first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
         detail = jsonable_encoder([{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors])
         return JSONResponse({"error": message, "detail": detail}, status_code=422)
@@ -249,6 +254,10 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(Busy)
     async def busy(request: Request, err: Busy) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+
+    @app.exception_handler(Stopping)
+    async def stopping(request: Request, err: Stopping) -> JSONResponse:
+        return JSONResponse({"error": "the server is shutting down"}, status_code=503, headers={"Connection": "close"})
 
     @app.exception_handler(Gone)
     async def gone(request: Request, err: Gone) -> JSONResponse:

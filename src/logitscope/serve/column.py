@@ -78,6 +78,31 @@ def lens_column(scope, text: str, target, position: int, ids: list[int], *, subl
     )
 
 
+def target_start(enc: Encoded, has_target: bool) -> int | None:
+    """The first lens position scored against a given target (its first token's predictor), or None."""
+    if not has_target:
+        return None
+    return next((p for p, t in enumerate(enc.target_ids) if t >= 0), None)
+
+
+def paired_position(pos: int, enc: Encoded, start: int | None, other: Encoded, other_start: int | None) -> int:
+    """The position of ``other`` compared with position ``pos`` (non-negative) of ``enc``.
+
+    Positions pair by token index, except that a target's positions pair with the other target's
+    (the k-th target token with the k-th), so a prompt with and without a target, or with targets
+    after prompts of different lengths, line up where they say the same thing. ``start``,
+    ``other_start``: each side's :func:`target_start`.
+    """
+    n = len(other.lens_ids)
+    if start is not None and other_start is not None and pos >= start:
+        q = other_start + (pos - start)
+    elif other_start is not None and (start is None or pos < start):
+        q = min(pos, max(other_start - 1, 0))  # a prompt position: stay in the other's prompt
+    else:
+        q = pos
+    return max(0, min(q, n - 1))
+
+
 @dataclass
 class Rows:
     """The stream rows ``0..L`` of one input at one position: ``h`` (S, d) on the head's device."""

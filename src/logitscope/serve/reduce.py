@@ -14,7 +14,7 @@ from ..engine.inputs import check_vocab, display_tokens, to_ids, track_ids
 from ..errors import InputError
 from ..io.jsonable import json_floats
 from ..render.view import auto_stride, select_rows
-from .column import encode_input, kl_by_layer, lens_column, position_rows, top1
+from .column import encode_input, kl_by_layer, lens_column, paired_position, position_rows, target_start, top1
 from .limits import Limits
 
 
@@ -118,11 +118,24 @@ def compare_payload(entry_a, entry_b, req, limits: Limits) -> dict[str, Any]:
             f"cannot compare {entry_a.name!r} and {entry_b.name!r}: their vocabularies differ "
             f"({va} vs {vb} tokens, or different token tables); compare needs models that share a tokenizer"
         )
-    cols, sides = [], []
+    encs = []
     for entry, side in ((entry_a, req.a), (entry_b, req.b)):
         enc = encode_input(entry.scope, side.text, side.target)
         check_tokens(enc, limits)
-        col = position_rows(entry.scope, enc, side.position)
+        start = target_start(enc, bool(side.target) and entry.scope.parts.kind != "masked")
+        encs.append((enc, start))
+    positions = [req.a.position, req.b.position]
+    if positions[0] is None and positions[1] is None:
+        positions[0] = -1
+    for i in (0, 1):  # negative positions count from the end
+        if positions[i] is not None and positions[i] < 0:
+            positions[i] += len(encs[i][0].lens_ids)
+    for i, j in ((0, 1), (1, 0)):  # null: paired with the other side's position
+        if positions[i] is None:
+            positions[i] = paired_position(positions[j], *encs[j], *encs[i])
+    cols, sides = [], []
+    for entry, (enc, _), pos in zip((entry_a, entry_b), encs, positions):
+        col = position_rows(entry.scope, enc, pos)
         best = top1(col)
         cols.append(col)
         sides.append(
@@ -152,7 +165,7 @@ def logits_payload(entry, req, limits: Limits) -> dict[str, Any]:
     scope = entry.scope
     check_tokens(encode_input(scope, req.text, req.target), limits)
     if req.generate is not None and req.generate > limits.max_generate:
-        raise LimitError(f"generate={req.generate}; this server generates at most {limits.max_generate} tokens")
+        raise LimitError(f"generate {req.generate}: this server generates at most {limits.max_generate} tokens")
     out = scope.logits(req.text, target=req.target, generate=req.generate)
     k = min(req.top_k, out.logits.shape[-1])
     positions = out.mask_positions if len(out.mask_positions) else None
@@ -169,7 +182,7 @@ def nearest_payload(entry, req, limits: Limits) -> dict[str, Any]:
     """Nearest tokens (input embeddings) to each token of ``req.text``."""
     scope = entry.scope
     if req.k > limits.max_nearest:
-        raise LimitError(f"k={req.k}; this server returns at most {limits.max_nearest} neighbours")
+        raise LimitError(f"{req.k} neighbours asked; this server returns at most {limits.max_nearest}")
     ids = to_ids(req.text, scope.tokenizer, special_tokens=False)
     if len(ids) > limits.max_nearest_queries:
         raise LimitError(

@@ -64,7 +64,13 @@ class Side(_Request):
     model: str = Name
     text: str = Text
     target: str | None = Target
-    position: int = Field(-1, ge=-100_000, le=100_000, description="Lens position compared (default: the last).")
+    position: int | None = Field(
+        -1,
+        ge=-100_000,
+        le=100_000,
+        description="Lens position compared (default: the last); null: the position paired with the other "
+        "side's (the same token index, and a target's k-th token with the other target's k-th).",
+    )
 
 
 class CompareRequest(_Request):

@@ -32,6 +32,55 @@ class Gone(Exception):
     """The client went away (e.g. a newer request superseded it) before its turn came."""
 
 
+class Stopping(Exception):
+    """The server is shutting down (Ctrl-C): a request still waiting or computing is answered 503."""
+
+
+class Stop:
+    """The server's shutdown flag, awaitable by requests; :meth:`set` may be called from a signal handler."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self) -> None:
+        self.requested = True
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # created inside the running loop (a test client may run several)
+            self._event = asyncio.Event()
+            self._loop = loop
+        if self.requested:
+            self._event.set()
+        await self._event.wait()
+
+
+async def unless_stopped(stop: Stop, work) -> T:
+    """Await ``work`` (a coroutine), unless the server stops first: then :class:`Stopping`.
+
+    The computation's thread cannot be interrupted; its result is dropped and the client gets its
+    answer (503) at once, so the shutdown does not wait for it.
+    """
+    if stop.requested:
+        work.close()
+        raise Stopping()
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved" log
+    raise Stopping()
+
+
 class Slot:
     """The queue of one model.
 

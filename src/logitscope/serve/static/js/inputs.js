@@ -29,6 +29,30 @@ export function applyKind(app) {
   $("lens-kind").title = m.tuned_lens ? `tuned lens: ${m.tuned_lens}` : "this model has no tuned lens on this server (logitscope serve --tuned NAME=DIR)";
   if (!m.tuned_lens && state.lens === "tuned") state.lens = "logit";
   setSeg($("lens-kind"), "lens", state.lens);
+  lensRules(app);
+}
+
+// Sub-layer rows are the logit lens's only: another lens turns them off and greys the switch.
+export function lensRules(app) {
+  const { state } = app;
+  const other = state.lens !== "logit";
+  if (other && state.sublayers) state.sublayers = false;
+  $("sublayers").checked = state.sublayers;
+  $("sublayers").disabled = other;
+  $("sublayers").closest("label").title = other
+    ? "sub-layer rows use the logit lens: pick the logit lens to show them"
+    : "also show each block's stream after attention (rows like 3.attn)";
+}
+
+// Numbers from a link or a field, within what the server accepts.
+export function clampNumbers(app) {
+  const { state, meta } = app;
+  const clamp = (v, lo, hi, dflt) => (Number.isFinite(v) ? Math.max(lo, Math.min(hi, Math.round(v))) : dflt);
+  state.topK = clamp(state.topK, 1, meta.limits.max_top_k, 10);
+  state.logitsK = clamp(state.logitsK, 1, meta.limits.max_top_k, 10);
+  state.embedK = clamp(state.embedK, 1, meta.limits.max_nearest ?? 50, 12);
+  state.generate = clamp(state.generate, 0, meta.limits.max_generate ?? 64, 0);
+  if (state.stride !== null && !(state.stride >= 1)) state.stride = null;
 }
 
 export function showTab(app) {
@@ -99,7 +123,7 @@ export function bindInputs(app) {
   });
   $("stride").addEventListener("change", () => { const v = parseInt($("stride").value, 10); state.stride = v > 0 ? v : null; lens(); });
   $("sublayers").addEventListener("change", () => { state.sublayers = $("sublayers").checked; lens(); });
-  bindSeg($("lens-kind"), "lens", (v) => { if (state.lens !== v) { state.lens = v; lens(); } });
+  bindSeg($("lens-kind"), "lens", (v) => { if (state.lens !== v) { state.lens = v; lensRules(app); lens(); } });
   $("compare").addEventListener("change", () => {
     state.compare = $("compare").checked;
     if (state.compare && !state.textB) { state.textB = state.text; $("text-b").value = state.textB; }
@@ -129,6 +153,8 @@ export function bindInputs(app) {
   $("logits-run").addEventListener("click", () => {
     state.logitsK = parseInt($("logits-k").value, 10) || 10;
     state.generate = Math.max(0, parseInt($("generate").value, 10) || 0);
+    clampNumbers(app);
+    $("logits-k").value = state.logitsK; $("generate").value = state.generate;
     state.logitsRow = null;
     app.runTab();
   });
@@ -136,6 +162,8 @@ export function bindInputs(app) {
   $("embed-run").addEventListener("click", () => {
     state.embedQuery = $("embed-query").value;
     state.embedK = parseInt($("embed-k").value, 10) || 12;
+    clampNumbers(app);
+    $("embed-k").value = state.embedK;
     app.runTab();
   });
   $("embed-query").addEventListener("keydown", (e) => { if (e.key === "Enter") $("embed-run").click(); });

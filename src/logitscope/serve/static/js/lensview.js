@@ -60,7 +60,7 @@ export function createLensView(root, opts) {
       const mine = state.cell && state.cell.side === s;
       const sel = mine ? { row: rowOf(data, state.cell.layer), pos: state.cell.pos } : null;
       // the other side of a comparison: the cell the KL chart pairs with the selection
-      const pair = !mine && state.compare && state.cell && paired ? { row: rowOf(data, state.cell.layer), pos: paired[s] } : null;
+      const pair = !mine && state.compare && state.cell && paired ? { row: rowOf(data, paired.layer[s]), pos: paired[s] } : null;
       renderGrid(ui(`grid-${s}`), data, { values: values[s], color, selected: sel, paired: pair, kind: data.meta.kind, width, mask: opts.mask && opts.mask(data) });
       ui(`legend-${s}`).innerHTML = legendHTML(spec, limits);
       const stride = data.stride > 1 ? ` \u00b7 every ${data.stride} layers` : "";
@@ -79,9 +79,15 @@ export function createLensView(root, opts) {
   async function runCompare() {
     if (!state.compare) return;
     const cmp = await compareLayers(ui, lens.a, lens.b, state.cell, (pos) => opts.source.compare(pos, lens));
-    if (!cmp) return;
-    const next = { a: cmp.a.position, b: cmp.b.position };
-    if (!paired || paired.a !== next.a || paired.b !== next.b) { paired = next; draw(); }
+    if (!cmp || !state.cell) return;
+    // the other side's row: the one the comparison pairs with the selected row (by fraction of depth)
+    const mine = state.cell.side, other = mine === "a" ? "b" : "a";
+    const names = cmp[mine].layer_names;
+    const at = names.indexOf(String(state.cell.layer).split(".")[0]);
+    const pair = cmp.pairs.find((p) => p[mine === "a" ? 0 : 1] === at);
+    const layer = { [mine]: state.cell.layer, [other]: pair ? cmp[other].layer_names[pair[mine === "a" ? 1 : 0]] : state.cell.layer };
+    const next = { a: cmp.a.position, b: cmp.b.position, layer };
+    if (!paired || JSON.stringify(paired) !== JSON.stringify(next)) { paired = next; draw(); }
   }
 
   async function selectCell(side, r, p) {
@@ -157,9 +163,14 @@ export function createLensView(root, opts) {
       return restoreCell().then(runCompare);
     },
     setStale(side, on) { ui(`grid-${side}`).classList.toggle("stale", on); },
-    fail(side, err) {
+    // No result on a side (an error, or nothing asked): no grid, and a title naming only the model asked for.
+    fail(side, err, model = "") {
       lens[side] = null;
       ui(`grid-${side}`).innerHTML = "";
+      ui(`legend-${side}`).innerHTML = "";
+      ui(`source-${side}`).hidden = true;
+      const tag = state.compare ? `${side.toUpperCase()} \u00b7 ` : "";
+      ui(`title-${side}`).innerHTML = `${tag}${esc(model)} <span class="sub">${err ? "no result" : ""}</span>`;
       ui(`error-${side}`).textContent = err ? err.message : "";
       ui(`error-${side}`).hidden = !err;
     },

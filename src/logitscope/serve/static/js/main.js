@@ -3,7 +3,7 @@
 // card, viewer.js the lens tab (a lens view mounted into #tab-lens), tabs.js the other tabs.
 import { getJSON, onBusy } from "./api.js";
 import { $, el } from "./dom.js";
-import { applyKind, bindInputs, EXAMPLES, syncInputs } from "./inputs.js";
+import { applyKind, bindInputs, clampNumbers, EXAMPLES, syncInputs } from "./inputs.js";
 import { DEFAULTS, readURL, writeURL } from "./state.js";
 import { runEmbed, runLogits } from "./tabs.js";
 import { mountViewerLens } from "./viewer.js";
@@ -27,6 +27,7 @@ function fillDefaults() {
   if (!app.model(state.model)) state.model = meta.models[0].name;
   if (state.modelB && !app.model(state.modelB)) state.modelB = "";
   if (!meta.metrics[state.metric]) state.metric = DEFAULTS.metric;
+  clampNumbers(app);
   const m = app.model(state.model);
   if (!state.text) state.text = m.kind === "masked" ? EXAMPLES.masked(m.mask_token) : EXAMPLES[m.kind] || "";
 }

@@ -12,6 +12,13 @@ function showError(id, err) {
 }
 
 export async function runLogits(state, save) {
+  if (!state.text) { // an empty prompt: nothing shown, no old error
+    showError("error-logits", null);
+    $("logits-table").replaceChildren();
+    if (window.Plotly) window.Plotly.purge($("logits-chart"));
+    $("generated").hidden = true;
+    return;
+  }
   const body = { model: state.model, text: state.text, top_k: state.logitsK };
   if (state.target) body.target = state.target;
   if (state.generate > 0) body.generate = state.generate;
@@ -53,10 +60,12 @@ export async function runLogits(state, save) {
   draw(row);
 }
 
+// An empty query shows no neighbours (and no old ones), only what to type.
 export async function runEmbed(state) {
-  const query = state.embedQuery || state.text.split(/(?=\s)/).slice(-1)[0] || "";
+  const query = state.embedQuery;
   const results = $("embed-results");
-  if (!query) return;
+  $("embed-empty").hidden = !!query;
+  if (!query) { results.replaceChildren(); showError("error-embed", null); return; }
   let data;
   try {
     data = await post("embed", "/api/nearest", { model: state.model, text: query, k: state.embedK, metric: state.embedMetric });

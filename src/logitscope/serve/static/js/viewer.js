@@ -104,7 +104,11 @@ export function mountViewerLens(app) {
     app.save();
     if (state.tab !== "lens") return;
     view.layout();
-    if (!state.text) { view.clear("Type a prompt."); return; }
+    if (!state.text) { // nothing to show: no grid, no old error, no old title
+      for (const s of ["a", "b"]) view.fail(s, null, lensBody(app, s).model);
+      view.clear("Type a prompt.");
+      return;
+    }
     const sides = state.compare ? ["a", "b"] : ["a"];
     for (const s of sides) view.setStale(s, true);
     const results = await Promise.allSettled(sides.map((s) => post(`lens-${s}`, "/api/lens", lensBody(app, s))));
@@ -114,7 +118,7 @@ export function mountViewerLens(app) {
       const s = sides[i];
       view.setStale(s, false);
       if (r.status === "fulfilled") { next[s] = r.value; view.clearError(s); }
-      else view.fail(s, r.reason);
+      else view.fail(s, r.reason, lensBody(app, s).model);
     });
     const failed = results.find((r) => r.status === "rejected");
     if (failed && rejectPin(failed.reason)) return;

@@ -73,7 +73,11 @@ function compare(payload, lens, pos) {
     layer_names: data.layer_names,
     top1_tokens: data.top_ids.map((row) => data.vocab[String(row[p][0])] ?? ""),
   });
-  const p = Math.min(pos.a, lens.a.tokens.length - 1);
+  // the two sides of a diff share their positions: the selected one (a null side is paired with it)
+  const n = lens.a.tokens.length;
+  let p = pos.a ?? pos.b ?? -1;
+  if (p < 0) p += n;
+  p = Math.max(0, Math.min(p, n - 1));
   const S = lens.a.layer_names.length;
   const kl = lens.a.extra.klab;
   return {

@@ -12,7 +12,7 @@ import re
 VIEWER_WORDS: list[tuple[str, str]] = [
     (r"shorten it or pass truncate=True \(keeps the first tokens; with a target, the prompt's last\)",
      "shorten it (the viewer does not cut inputs)"),
-    (r"sublayers=True works with the logit lens only, not with a tuned lens",
+    (r"sublayers=True works with the logit lens only, not with an? [\w-]+ lens",
      "sub-layer rows work with the logit lens only: turn sub-layers off or pick the logit lens"),
     (r"; pass strict=False to apply it anyway", "; serve it with a lens trained for this model"),
     (r"use scope\.embed\(\)/scope\.nearest\(\)", "use the Embeddings tab"),

@@ -71,7 +71,7 @@ def test_every_plot_table_and_widget_displays(executed):
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, errors
     plots = tagged(nb, "plot")
-    assert len(plots) >= 6  # res.plot, plot_trajectory, plot(path), diff, attribution, eval curves
+    assert len(plots) >= 7  # res.plot, plot_trajectory, plot(path), diff, attribution x2, eval curves
     for cell in plots:
         shown = outputs(cell)
         assert shown, cell.source

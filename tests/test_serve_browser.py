@@ -381,6 +381,8 @@ def test_viewer_controls_a_new_user_hits(browser, tmp_path):
     try:
         errors: list[str] = []
         page = new_page(browser, errors)
+        bad: list = []  # every refused request, for the message
+        page.on("response", lambda r: bad.append((r.url, r.status, r.request.post_data)) if r.status >= 400 else None)
         # a link asking for k=-5 and for sub-layers with the tuned lens: k clamps to 1, the tuned lens wins
         page.goto(srv.url + "#q=And+God+said&k=-5&sub=1&lens=tuned")
         page.wait_for_selector("#grid-a svg g.cell")
@@ -436,7 +438,7 @@ def test_viewer_controls_a_new_user_hits(browser, tmp_path):
         page.fill("#embed-query", "")
         page.click("#embed-run")
         page.wait_for_function("document.querySelectorAll('.nn-card').length === 0")
-        assert not [e for e in errors if "status of 413" not in e], errors  # the 413 asked for above
+        assert not [e for e in errors if "status of 413" not in e], (errors, bad)  # the 413 asked for above
     finally:
         srv.stop()
 

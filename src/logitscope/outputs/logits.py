@@ -30,6 +30,7 @@ from ..engine.inputs import (
 from ..engine.nonfinite import check_finite
 from ..errors import ContextLengthError, InputError
 from ..io.jsonable import floats_from_json, json_floats
+from .display import shown
 
 SCHEMA_VERSION = 1
 
@@ -84,15 +85,8 @@ class TopTokens:
         self.target_probs = np.asarray(self.target_probs, dtype=np.float32).reshape(P)
         self.target_ranks = np.asarray(self.target_ranks, dtype=np.int64).reshape(P)
 
-    def __repr__(self) -> str:
-        from ..render.reprs import top_tokens_repr
-
-        return top_tokens_repr(self)
-
-    def _repr_html_(self) -> str:
-        from ..render.reprs import top_tokens_html
-
-        return top_tokens_html(self)
+    __repr__ = shown("top_tokens_repr")
+    _repr_html_ = shown("top_tokens_html")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (schema in ``docs/logits_embeddings.md``); floats by :mod:`logitscope.io.jsonable` (NaN as ``null``)."""
@@ -206,10 +200,7 @@ class LogitsResult:
         P, V = self.logits.shape
         return f"LogitsResult({self.meta.get('model', '?')}, {P} positions x {V} vocab, kind={self.meta.get('kind')})"
 
-    def _repr_html_(self) -> str:
-        from ..render.reprs import logits_html
-
-        return logits_html(self)
+    _repr_html_ = shown("logits_html")
 
     @property
     def probs(self) -> torch.Tensor:

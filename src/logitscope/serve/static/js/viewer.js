@@ -23,8 +23,9 @@ export function lensBody(app, side) {
   return body;
 }
 
-function compareSide(app, s) {
-  const body = lensBody(app, s);
+// One side of /api/compare: the input that side's grid was computed from.
+function compareSide(data) {
+  const body = data.request;
   return { model: body.model, text: body.text, ...(body.target ? { target: body.target } : {}) };
 }
 
@@ -33,12 +34,13 @@ export function mountViewerLens(app) {
   let pinAdded = null;
   const source = {
     column(side, data, r, p) {
-      const body = { ...lensBody(app, side), position: p, ids: [...new Set([...data.top_ids[r][p], ...data.tracked_ids])] };
+      // the input the grid was computed from (the text box may already hold the next one)
+      const body = { ...data.request, position: p, ids: [...new Set([...data.top_ids[r][p], ...data.tracked_ids])] };
       delete body.top_k; delete body.track; delete body.stride;
       return post("column", "/api/column", body);
     },
-    compare(pos) {
-      return post("compare", "/api/compare", { a: { ...compareSide(app, "a"), position: pos.a }, b: { ...compareSide(app, "b"), position: pos.b } });
+    compare(pos, lens) {
+      return post("compare", "/api/compare", { a: { ...compareSide(lens.a), position: pos.a }, b: { ...compareSide(lens.b), position: pos.b } });
     },
   };
   const view = createLensView($("tab-lens"), {
@@ -111,13 +113,14 @@ export function mountViewerLens(app) {
     }
     const sides = state.compare ? ["a", "b"] : ["a"];
     for (const s of sides) view.setStale(s, true);
-    const results = await Promise.allSettled(sides.map((s) => post(`lens-${s}`, "/api/lens", lensBody(app, s))));
+    const bodies = Object.fromEntries(sides.map((s) => [s, lensBody(app, s)]));
+    const results = await Promise.allSettled(sides.map((s) => post(`lens-${s}`, "/api/lens", bodies[s])));
     if (results.some((r) => r.status === "rejected" && r.reason instanceof Superseded)) return;
     const next = { a: null, b: null };
     results.forEach((r, i) => {
       const s = sides[i];
       view.setStale(s, false);
-      if (r.status === "fulfilled") { next[s] = r.value; view.clearError(s); }
+      if (r.status === "fulfilled") { next[s] = Object.assign(r.value, { request: bodies[s] }); view.clearError(s); }
       else view.fail(s, r.reason, lensBody(app, s).model);
     });
     const failed = results.find((r) => r.status === "rejected");

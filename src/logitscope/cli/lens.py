@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -226,7 +227,8 @@ def run_all(scope, items: list[tuple[str, str | None]], target: str | None, *, b
         TextColumn("lens"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=True, disable=len(items) == 1 or not console.is_terminal,
     )  # fmt: skip
-    with progress:
+    # a disabled Progress is never entered: rich < 14.3 writes a stray newline to stderr on leaving one
+    with progress if not progress.disable else contextlib.nullcontext():
         task = progress.add_task("lens", total=len(items))
         for b0 in range(0, len(items), batch_size):
             batch = items[b0 : b0 + batch_size]

@@ -170,7 +170,7 @@ def load(
                 f"{name!r} needs its own Python code; pass trust_remote_code=True only if you trust it"
             ) from None
         raise ModelNotFoundError(f"cannot read the config of {name!r}: {_first_line(err)}") from None
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, TypeError) as err:  # TypeError: a config.json that is no object (transformers 5.0)
         if local:
             raise ModelNotFoundError(
                 f"cannot read {str(Path(path) / 'config.json')!r}: {type(err).__name__}: {_first_line(err)}"

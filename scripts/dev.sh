@@ -93,6 +93,7 @@ case "${1:-}" in
         ;;
     test-min)
         shift
+        rm -rf .venv-min  # fresh each time: downgrading in place can leave a mix of two releases' files
         install .venv-min "${TORCH_SPEC:-$(sed -n 's/^torch==/torch==/p' requirements/min.txt)}" -c requirements/min.txt
         browser
         suite .venv-min "test-min" "$@"

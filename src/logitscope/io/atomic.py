@@ -47,7 +47,7 @@ def _special(path: Path) -> bool:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; on success it replaces ``path``.
 
     The temporary keeps ``path``'s suffix, so writers that choose a format from the file name
@@ -56,24 +56,45 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     followed (its target is replaced); a destination that is not a regular file (``/dev/null``,
     ``/dev/stdout``, a FIFO) is written in place, since it cannot be replaced. The new file gets
     the usual permissions (``0o666`` minus the umask), not the temporary's ``0o600``.
+
+    ``path`` is checked first (:func:`check_file_dest`); a file-system error while writing the
+    temporary or moving it into place is an :class:`OutputError` naming ``path``, never the temporary.
     """
-    dest = Path(path)
+    check_file_dest(path, what)
+    dest = Path(path).expanduser()
     if dest.is_symlink():
         dest = dest.resolve()
     if _special(dest):
         yield dest
         return
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{_suffix(dest)}", dir=dest.parent or ".")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{_suffix(dest)}", dir=dest.parent or ".")
+    except OSError as err:
+        raise _output_error(path, what, err) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, dest)
+        try:
+            yield tmp
+        except OSError as err:  # the writer failed on the temporary (a full disk...): name the user's path
+            if err.filename is None or os.fspath(err.filename) == name:
+                raise _output_error(path, what, err) from None
+            raise
+        try:
+            mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o666 & ~_umask()
+            os.chmod(tmp, mode)
+            os.replace(tmp, dest)
+        except OSError as err:
+            raise _output_error(path, what, err) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _output_error(path, what: str, err: OSError) -> OutputError:
+    """An :class:`OutputError` naming the user's ``path`` (not a temporary) and the OS's reason."""
+    reason = err.strerror or str(err) or type(err).__name__
+    return OutputError(f"{what} {os.fspath(path)!r}: cannot write it ({reason})")
 
 
 @contextmanager
@@ -147,7 +168,25 @@ def check_file_dest(path: str | os.PathLike, what: str = "output") -> Path:
         raise OutputError(f"{what} {os.fspath(path)!r}: {os.fspath(parent)!r} is not a directory")
     if not _writable_dir(parent) or (dest.exists() and not os.access(dest, os.W_OK)):
         raise OutputError(f"{what} {os.fspath(path)!r}: permission denied")
+    if dest.exists() and not os.stat(dest).st_mode & 0o222:  # read-only for everyone (even root obeys this)
+        raise OutputError(f"{what} {os.fspath(path)!r} is read-only; remove it or make it writable first")
+    _probe(parent, path, what)
     return dest
+
+
+def _probe(directory: Path, path, what: str, *, folder: bool = False) -> None:
+    """Create and remove a temporary entry in ``directory``: ``os.access`` says yes to root even on
+    ``/proc`` or a read-only mount, so only trying tells."""
+    try:
+        if folder:
+            os.rmdir(tempfile.mkdtemp(prefix=".logitscope-probe.", dir=directory))
+        else:
+            fd, name = tempfile.mkstemp(prefix=".logitscope-probe.", dir=directory)
+            os.close(fd)
+            os.unlink(name)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise OutputError(f"{what} {os.fspath(path)!r}: cannot write in {os.fspath(directory)!r} ({reason})") from None
 
 
 def check_dir_dest(path: str | os.PathLike, what: str = "output directory") -> Path:
@@ -164,6 +203,7 @@ def check_dir_dest(path: str | os.PathLike, what: str = "output directory") -> P
             raise OutputError(f"{what} {os.fspath(path)!r} exists and is not a directory")
         if not _writable_dir(dest):
             raise OutputError(f"{what} {os.fspath(path)!r}: permission denied")
+        _probe(dest, path, what, folder=True)
         return dest
     for parent in dest.absolute().parents:
         if parent.exists():
@@ -171,5 +211,6 @@ def check_dir_dest(path: str | os.PathLike, what: str = "output directory") -> P
                 raise OutputError(f"{what} {os.fspath(path)!r}: {os.fspath(parent)!r} is a file, not a directory")
             if not _writable_dir(parent):
                 raise OutputError(f"{what} {os.fspath(path)!r}: cannot create it in {os.fspath(parent)!r}")
+            _probe(parent, path, what, folder=True)
             break
     return dest

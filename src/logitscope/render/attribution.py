@@ -40,7 +40,14 @@ def plot_attribution(result, path: str | os.PathLike | None = None, *, position:
 
     Returns:
         The matplotlib ``Figure`` (a plotly ``Figure`` for ``.html``).
+
+    Raises:
+        OutputError: ``path`` cannot be written (checked before anything is drawn).
     """
+    if path is not None:
+        from ..io.atomic import check_file_dest
+
+        check_file_dest(path)
     if position is not None:
         p = result.position(position)
         names = list(result.components) + ["bias"]

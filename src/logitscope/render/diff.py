@@ -53,6 +53,10 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
         The matplotlib ``Figure`` (a plotly ``Figure`` for ``.html``).
     """
     _check(metric)
+    if path is not None:
+        from ..io.atomic import check_file_dest
+
+        check_file_dest(path)  # before anything is drawn
     values = result.delta if metric == "delta" else result.kl
     if is_html(path):
         return _html(result, values, metric, path)

@@ -140,8 +140,14 @@ def compare(a, b=None, inputs=None, *, against=None, top_k: int = 5, truncate: b
 
     if inputs is None:
         raise InputError("compare() needs an input text (or token ids)")
-    if (b is None) == (against is None):
+    if b is None and against is None:
+        raise InputError(
+            "compare() needs something to compare with: a second model (b, a Scope) or a second prompt (against=)"
+        )
+    if b is not None and against is not None:
         raise InputError("compare() takes either a second model (b) or a second prompt (against=), not both")
+    if b is not None and not hasattr(b, "require_head"):
+        raise InputError(f"compare()'s b must be a Scope (from logitscope.load), not {type(b).__name__}")
     pa = a.require_head()
     top_k = check_top_k(top_k, pa.vocab_size)
     encode = lambda scope, x: encode_all(  # noqa: E731

@@ -55,8 +55,8 @@ def is_single(x) -> bool:
     """A single input (str, flat list of ints, 1-D tensor) rather than a list of them."""
     if isinstance(x, str):
         return True
-    if isinstance(x, torch.Tensor):
-        return x.dim() <= 1
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.ndim <= 1
     return isinstance(x, Sequence) and not isinstance(x, BYTES) and (len(x) == 0 or _is_id(x[0]))
 
 
@@ -76,6 +76,10 @@ def to_ids(x, tokenizer, *, special_tokens: bool = True) -> list[int]:
     if isinstance(x, torch.Tensor):
         if x.dim() != 1 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise InputError(f"token ids must be a 1-D integer tensor, got shape {tuple(x.shape)} {x.dtype}")
+        return [int(i) for i in x.tolist()]
+    if isinstance(x, np.ndarray):
+        if x.ndim != 1 or x.dtype.kind not in "iu":
+            raise InputError(f"token ids must be a 1-D integer array, got shape {x.shape} {x.dtype}")
         return [int(i) for i in x.tolist()]
     if isinstance(x, Sequence) and all(_is_id(i) for i in x):
         return [int(i) for i in x]
@@ -219,12 +223,12 @@ def encode_all(inputs, *, kind: str, tokenizer, config, vocab_size: int, target=
     if (
         inputs is None
         or isinstance(inputs, (dict, set, int, float))
-        or not (isinstance(inputs, (str, torch.Tensor)) or isinstance(inputs, Iterable))
+        or not (isinstance(inputs, (str, torch.Tensor, np.ndarray)) or isinstance(inputs, Iterable))
     ):
         raise InputError(
             f"expected text, token ids (a list of ints or a 1-D LongTensor) or a list of those, got {_describe(inputs)}"
         )
-    if target is not None and not isinstance(target, (str, torch.Tensor, list, tuple)):
+    if target is not None and not isinstance(target, (str, torch.Tensor, np.ndarray, list, tuple)):
         raise InputError(f"target= takes text, token ids or a list of them, not {_describe(target)}")
     single = is_single(inputs)
     items = [inputs] if single else list(inputs)

@@ -50,12 +50,24 @@ def names_sublayers(layers) -> bool:
     """Whether a ``layers=`` argument names a sub-layer row (a string with a dot, ``"3.attn"``)."""
     if layers is None:
         return False
-    items = [layers] if isinstance(layers, (int, str)) else list(layers)
+    items = _items(layers)
     return any(isinstance(item, str) and "." in item for item in items)
 
 
+def _items(layers) -> list:
+    """The items of a ``layers=`` argument: one layer, or a list/tuple/range/array of them."""
+    import numpy as np
+
+    if isinstance(layers, (int, str, np.integer)):
+        return [layers]
+    if not isinstance(layers, (list, tuple, range, np.ndarray)):
+        raise InputError(f"layers= takes a layer (an int or a name) or a list of them, not {type(layers).__name__}")
+    return list(layers)
+
+
 def _stream_row(given, n_blocks: int) -> int:
-    item = given
+    numpy_int = getattr(given, "ndim", None) == 0 and getattr(given.dtype, "kind", "") in "iu"
+    item = int(given) if numpy_int else given
     if isinstance(item, str):
         name = item.strip()
         item = 0 if name == "embed" else int(name) if name.lstrip("-").isdigit() else None
@@ -98,7 +110,7 @@ def parse_rows(layers, n_blocks: int, *, suffix: str | None = None, every_sublay
     if layers is None:
         streams, blocks = list(range(n_blocks + 1)), set()
     else:
-        items = [layers] if isinstance(layers, (int, str)) else list(layers)
+        items = _items(layers)
         streams, blocks = [], set()
         for item in items:
             if isinstance(item, str) and "." in item:

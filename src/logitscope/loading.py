@@ -17,7 +17,13 @@ DEMO_DIR = Path(__file__).parent / "demo_model"
 
 def resolve_name(name: str | os.PathLike) -> str:
     """Map ``"demo"`` to the bundled model and check that local paths exist."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise InputError(
+            f"the model name must be a hub id, a local directory or 'demo' (a str or path), not {type(name).__name__}"
+        )
     text = os.fspath(name)
+    if not isinstance(text, str):  # a PathLike of bytes
+        raise InputError("the model name must be text, not bytes: decode it first")
     if not text.strip():
         raise ModelNotFoundError("empty model name")
     if text == "demo":
@@ -37,6 +43,18 @@ def resolve_name(name: str | os.PathLike) -> str:
     if path.is_dir() and not (path / "config.json").exists():
         raise ModelNotFoundError(f"{text!r} is a directory without a config.json, not a Hugging Face model")
     return str(path) if path.exists() else text
+
+
+def _transformers():
+    """``import transformers``, without the ``TqdmWarning: IProgress not found`` that its progress-bar
+    module prints in a notebook without ipywidgets (logitscope turns those bars off anyway)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import transformers
+
+    return transformers
 
 
 def _in_cache(repo_id: str, revision: str | None) -> bool:
@@ -158,7 +176,8 @@ def load(
                 "and the hub cannot be reached (offline?)"
             )
     import torch
-    import transformers as tf
+
+    tf = _transformers()
 
     from .scope import Scope
 

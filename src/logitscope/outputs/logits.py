@@ -294,8 +294,10 @@ def run_logits(
             raise InputError("give target= or generate=, not both")
         if parts.kind == "masked":
             raise InputError("masked LMs do not generate: generate= works with causal and encoder-decoder models")
-        if generate < 1:
-            raise InputError("generate= must be a positive number of tokens")
+        if isinstance(generate, np.integer):
+            generate = int(generate)
+        if not isinstance(generate, int) or isinstance(generate, bool) or generate < 1:
+            raise InputError(f"generate= must be a positive whole number of tokens, not {generate!r}")
     single, encs = encode_all(
         inputs,
         kind=parts.kind,
@@ -354,6 +356,18 @@ def _eos_ids(model) -> set[int]:
     return eos
 
 
+def _cache_kwarg(model) -> str:
+    """The name of the KV-cache argument and output: ``cache`` from transformers 5.24 (which warns on
+    the old name at every call), ``past_key_values`` before."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _generate(scope, enc: Encoded, n: int, finish) -> LogitsResult:
     """Greedy decoding on the raw logits (no generation-config processors), with the KV cache.
 
@@ -371,6 +385,7 @@ def _generate(scope, enc: Encoded, n: int, finish) -> LogitsResult:
             f"but the model's context is {limit}"
         )
     eos, steps, gen = _eos_ids(model), [], []
+    cache = _cache_kwarg(model)
     with torch.inference_mode():
         enc_out = model.get_encoder()(input_ids=ids, attention_mask=mask) if kind == "seq2seq" else None
         cur, past = torch.tensor([fed], device=dev), None
@@ -380,17 +395,17 @@ def _generate(scope, enc: Encoded, n: int, finish) -> LogitsResult:
                     encoder_outputs=enc_out,
                     attention_mask=mask,
                     decoder_input_ids=cur,
-                    past_key_values=past,
                     use_cache=True,
+                    **{cache: past},
                 )
             else:
-                out = model(input_ids=cur, attention_mask=mask, past_key_values=past, use_cache=True)
+                out = model(input_ids=cur, attention_mask=mask, use_cache=True, **{cache: past})
             z = out.logits[0, -1]
             steps.append(finish(z))
             gen.append(int(z.argmax()))
             if gen[-1] in eos:
                 break
-            past, cur = out.past_key_values, torch.tensor([[gen[-1]]], device=dev)
+            past, cur = out.get(cache), torch.tensor([[gen[-1]]], device=dev)
             if kind != "seq2seq":
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
     tok = scope.tokenizer

@@ -1,0 +1,52 @@
+"""Issue 21 item 10: no warnings a user did not cause (generate, loading in a notebook)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import tiny
+
+import logitscope
+
+
+def test_generate_is_silent(capfd):
+    scope = logitscope.load("demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        scope.logits("In the beginning", generate=3)
+        scope.logits("In the beginning", generate=3)
+    err = capfd.readouterr().err
+    assert "deprecated" not in err and "past_key_values" not in err, err
+
+
+def test_seq2seq_generate_is_silent(capfd):
+    from logitscope.scope import Scope
+
+    scope = Scope(tiny.build("t5"), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = scope.logits([5, 6, 7], generate=3)
+    assert 1 <= len(res.generated_ids) <= 3
+    err = capfd.readouterr().err
+    assert "deprecated" not in err and "past_key_values" not in err, err
+
+
+NOTEBOOK = """
+import sys, types
+ipy = types.ModuleType("IPython")
+ipy.get_ipython = lambda: type("ZMQInteractiveShell", (), {})()
+sys.modules["IPython"] = ipy  # what tqdm sees inside a Jupyter kernel (without ipywidgets)
+sys.modules["ipykernel"] = types.ModuleType("ipykernel")
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")
+import logitscope
+logitscope.load("demo")
+print("loaded")
+"""
+
+
+def test_load_in_a_notebook_without_ipywidgets_is_silent():
+    out = subprocess.run([sys.executable, "-c", NOTEBOOK], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "loaded" in out.stdout, out.stderr
+    assert "Tqdm" not in out.stderr and "IProgress" not in out.stderr, out.stderr

@@ -41,7 +41,7 @@ class Scope:
             self._no_head: NoLMHeadError | None = None
         except NoLMHeadError as err:
             self.parts, self._no_head = None, err
-        self._corrupt: CorruptWeightsError | None = None
+        self._corrupt: CorruptWeightsError | NonFiniteError | None = None
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
         if self_check and self.parts is not None:
@@ -49,8 +49,10 @@ class Scope:
 
             try:
                 check(self)
-            except (UnsupportedModelError, NonFiniteError):
+            except (UnsupportedModelError, NonFiniteError) as err:
                 self._corrupt = corrupt_weights(model, self.name)  # NaN/inf weights: named, and deferred
+                if self._corrupt is None and isinstance(err, NonFiniteError):
+                    self._corrupt = err  # finite weights that overflow: deferred too (info, embed still work)
                 if self._corrupt is None:
                     raise
 

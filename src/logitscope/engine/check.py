@@ -12,12 +12,34 @@ from __future__ import annotations
 import torch
 
 from ..arch.registry import decoder_start
-from ..errors import LogitscopeError, UnsupportedModelError
+from ..errors import LogitscopeError, NonFiniteError, UnsupportedModelError
 from .capture import run_captured
 from .inputs import Encoded, model_inputs
 
 # Self-check tolerance on log-probabilities, by the model's dtype (half precision: 5e-2).
 _SELF_CHECK_TOL = {torch.float64: 1e-5, torch.float32: 1e-3}
+
+
+def _overflow(scope, kwargs) -> NonFiniteError:
+    """The self-check probe gave the model's own logits NaN/inf: name the first block whose output
+    is not finite (or the head, when every block is finite)."""
+    parts = scope.parts
+    captured = run_captured(scope.model, parts.blocks, list(range(parts.n_blocks + 1)), **kwargs)
+    bad = [r for r in range(parts.n_blocks + 1) if not bool(torch.isfinite(captured[r]).all())]
+    dtype = str(next(scope.model.parameters()).dtype).replace("torch.", "")
+    if bad:
+        row = bad[0]
+        where = (
+            "the input embeddings are already non-finite"
+            if row == 0
+            else f"block {row} ({parts.spec.blocks}.{row - 1}) is the first whose output is not finite"
+        )
+    else:
+        where = f"every block's output is finite, so the head ({parts.head_path}) overflows"
+    return NonFiniteError(
+        f"the model overflows in {dtype}: on a short probe its own logits are NaN or inf; {where} "
+        "(its weights are finite). Lens and logits would be meaningless; info and embeddings still work"
+    )
 
 
 def self_check(scope, *, n_tokens: int = 6) -> float:
@@ -34,6 +56,8 @@ def self_check(scope, *, n_tokens: int = 6) -> float:
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
     with torch.inference_mode():
         ref = model(**kwargs).logits[0].float().log_softmax(-1)
+        if not bool(torch.isfinite(ref).all()):  # nothing to compare with: the model itself overflows
+            raise _overflow(scope, kwargs)
         try:
             captured = run_captured(model, parts.blocks, [parts.n_blocks], **kwargs)
             ours = parts.unembed(captured[parts.n_blocks][0, : ref.shape[0]]).to(ref.device).log_softmax(-1)

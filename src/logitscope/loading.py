@@ -45,6 +45,94 @@ def resolve_name(name: str | os.PathLike) -> str:
     return str(path) if path.exists() else text
 
 
+# Files a Hugging Face tokenizer is read from; a folder with none of them has no tokenizer.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+    "spiece.model", "sentencepiece.bpe.model", "special_tokens_map.json", "tekken.json", "vocab.txt",
+)  # fmt: skip
+
+
+def load_tokenizer(tf, path: str, name, common: dict):
+    """The tokenizer of a local model folder; ``None`` when it has no tokenizer files.
+
+    Tokenizer files that are present but unreadable or hold no vocabulary are a
+    :class:`CorruptWeightsError` naming the file, not a silent "no tokenizer" (transformers would
+    otherwise build an empty tokenizer that turns every text into zero tokens).
+    """
+    import json
+
+    present = [f for f in dict.fromkeys(TOKENIZER_FILES) if (Path(path) / f).is_file()]
+    present += sorted(p.name for p in Path(path).glob("*.tiktoken"))
+    if not present:
+        return None
+    shown = ", ".join(present)
+    for f in present:
+        if f.endswith(".json"):
+            try:
+                json.loads((Path(path) / f).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise CorruptWeightsError(
+                    f"the tokenizer file {f} of {name!r} is not valid JSON ({_first_line(err)}); fix or remove it "
+                    "(without tokenizer files the model still works with token ids)"
+                ) from None
+    try:
+        tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)
+    except Exception as err:  # noqa: BLE001 - transformers raises many types for unreadable files
+        why = f"{type(err).__name__}: {_first_line(err)}"
+        if "instantiate the backend tokenizer" in why:
+            why = "they hold no vocabulary (e.g. tokenizer.json, or vocab.json and merges.txt, is missing)"
+        raise CorruptWeightsError(
+            f"cannot read the tokenizer of {name!r} ({shown}): {why}; fix or remove these files "
+            "(without tokenizer files the model still works with token ids)"
+        ) from None
+    if len(tokenizer) == 0 or not tokenizer("a", add_special_tokens=False)["input_ids"]:
+        raise CorruptWeightsError(
+            f"the tokenizer files of {name!r} ({shown}) hold no vocabulary: every text would be zero tokens; "
+            "add the missing files (e.g. tokenizer.json, or vocab.json and merges.txt) or remove them "
+            "(without tokenizer files the model still works with token ids)"
+        )
+    return tokenizer
+
+
+def _extra_blocks(model, unexpected) -> list[int]:
+    """Block indices (0-based) that the checkpoint holds weights for but the model built from
+    config.json has no block for: a key ``<blocks>.N.<rest>`` whose ``<blocks>.0.<rest>`` exists."""
+    import re
+
+    names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    extra = set()
+    for key in unexpected:
+        m = re.search(r"\.(\d+)\.", key)  # the first index in a path is the block's
+        if m and f"{key[: m.start()]}.0.{key[m.end() :]}" in names:
+            extra.add(int(m.group(1)))
+    return sorted(extra)
+
+
+def _mismatch(cls, path, config, kwargs: dict, name) -> str:
+    """Name the tensors whose shapes differ from what config.json builds (loads again, allowing them)."""
+    try:
+        _, info = cls.from_pretrained(path, config=config, **dict(kwargs, ignore_mismatched_sizes=True))
+        found = sorted(info.get("mismatched_keys") or [])
+    except Exception:  # noqa: BLE001 - only the message is at stake
+        found = []
+    if not found:
+        return f"the weights of {name!r} do not have the shapes its config.json describes"
+    shown = "; ".join(f"{k} is {tuple(a)} in the checkpoint, {tuple(b)} in the model" for k, a, b in found[:3])
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    return (
+        f"{len(found)} weight(s) of {name!r} do not have the shape its config.json describes: {shown}{more}; "
+        "the checkpoint and config.json do not belong together"
+    )
+
+
+def _hub_tokenizer(tf, path: str, common: dict):
+    """The tokenizer of a hub model, or ``None`` when it has none (it still works with token ids)."""
+    try:
+        return tf.AutoTokenizer.from_pretrained(path, **common)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _transformers():
     """``import transformers``, without the ``TqdmWarning: IProgress not found`` that its progress-bar
     module prints in a notebook without ipywidgets (logitscope turns those bars off anyway)."""
@@ -227,6 +315,8 @@ def load(
             raise RemoteCodeError(f"{name!r} needs trust_remote_code=True") from None
         if isinstance(err, OSError) and "does not appear to have" in msg:
             raise ModelNotFoundError(f"{name!r} has no weights file: {msg}") from None
+        if "ignore_mismatched_sizes" in msg:  # transformers points at a report it printed (we silenced it)
+            raise CorruptWeightsError(_mismatch(cls, path, config, kwargs, name)) from None
         raise CorruptWeightsError(f"cannot read the weights of {name!r}: {type(err).__name__}: {msg}") from None
     finally:  # leave the caller's transformers settings as they were
         tf.utils.logging.set_verbosity(verbosity)
@@ -240,13 +330,16 @@ def load(
         raise CorruptWeightsError(
             f"the checkpoint of {name!r} lacks {len(body_missing)} weights, e.g. {body_missing[:3]}"
         )
+    extra = _extra_blocks(model, info.get("unexpected_keys") or [])
+    if extra:
+        raise CorruptWeightsError(
+            f"the checkpoint of {name!r} has more blocks than its config.json declares: weights for block(s) "
+            f"{', '.join(map(str, extra[:5]))}{' ...' if len(extra) > 5 else ''} would be ignored and the model "
+            "silently cut; fix the layer count in config.json"
+        )
     if head_missing:  # no LM head in the checkpoint: keep only the encoder, never a random head
         model = getattr(model, base)
     if device_map is None:
         model = model.to(device)
-    tokenizer = None
-    try:
-        tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)
-    except Exception:  # noqa: BLE001 - a model without a tokenizer still works with token ids
-        tokenizer = None
+    tokenizer = load_tokenizer(tf, path, name, common) if local else _hub_tokenizer(tf, path, common)
     return Scope(model, tokenizer, name=str(name), self_check=self_check, chunk_size=chunk_size)

@@ -93,6 +93,8 @@ def _pick_targets(target, scope, z: torch.Tensor) -> torch.Tensor:
     P, V = z.shape
     if target is None:
         return z.argmax(-1).cpu()
+    if target == "":
+        raise InputError("the target= token is empty: give a single-token string such as ' the', or a token id")
     if isinstance(target, (str, int, np.integer)) and not isinstance(target, bool):
         ids = [int(target)] if not isinstance(target, str) else to_ids(target, scope.tokenizer, special_tokens=False)
         if len(ids) != 1:

@@ -58,12 +58,18 @@ def parse_layers(spec: str | None) -> list[int | str] | None:
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
-    """``(line number, text)`` of the non-blank lines of a UTF-8 file; a bad byte is an error naming its line."""
+    """``(line number, text)`` of the non-blank lines of a UTF-8 file (a leading byte-order mark dropped);
+    a bad byte is an error naming its line."""
     from ..errors import InputError
 
-    if not path.is_file():
-        raise InputError(f"--input-file {str(path)!r}: {'is a directory' if path.is_dir() else 'no such file'}")
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise InputError(f"--input-file {str(path)!r} is a directory; give a file of texts")
+    if not path.exists():
+        raise InputError(f"--input-file {str(path)!r}: no such file")
+    try:  # a regular file, or /dev/stdin, a FIFO, /dev/null (which holds no texts)
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"--input-file {str(path)!r}: cannot read it ({err.strerror or err})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -72,6 +78,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
             f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset {err.start}); "
             "convert the file to UTF-8"
         ) from None
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text (editors on Windows add one)
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
@@ -156,7 +163,13 @@ def lens(
         fail("give either TEXT or --input-file (exactly one)")
     items = read_inputs(input_file) if input_file is not None else [(text, None)]
     if not items:
-        fail(f"{input_file} has no texts")
+        fail(f"--input-file {str(input_file)!r} holds no texts (it is empty or only blank lines)")
+    if target == "":
+        fail("--target is empty: give the continuation to score, or leave --target out")
+    if sublayers and tuned is not None:
+        fail("--sublayers works with the logit lens only, not with --tuned")
+    if track and any(not t for t in track):
+        fail("--track is empty: give a single-token string such as ' the', or a token id")
     fmt = pick_format(fmt, out)
     check_options(fmt, out, plot, trajectory, position, track)
     if tuned is not None and lens_path is not None:

@@ -129,6 +129,8 @@ def encode(x, *, kind: str, tokenizer, config, vocab_size: int, target=None, tru
     the continuation follows its real context. A target is never cut.
     """
     limit = context_limit(config)
+    if isinstance(target, str) and not target:
+        raise EmptyInputError("the target= text is empty: give the continuation to score, or leave target= out")
     ids = to_ids(x, tokenizer)
     if kind == "seq2seq":
         ids = _check_length(ids, limit, truncate, "input")
@@ -189,6 +191,8 @@ def track_ids(track, tokenizer, vocab_size: int) -> list[int]:
             raise InputError(f"track items must be single-token strings or token ids, got {item!r}")
         if isinstance(item, int):
             ids = [item]
+        elif not item:
+            raise EmptyInputError("a track= item is empty: give a single-token string such as ' the', or a token id")
         else:
             ids = to_ids(item, tokenizer, special_tokens=False)
         if len(ids) != 1:

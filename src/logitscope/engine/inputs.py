@@ -203,7 +203,13 @@ def track_ids(track, tokenizer, vocab_size: int) -> list[int]:
 
 
 def display_tokens(ids: Sequence[int], tokenizer) -> list[str]:
-    """Readable strings for token ids, decoded by the tokenizer itself (``Ġ``/``▁`` become spaces)."""
+    """Readable strings for token ids, decoded by the tokenizer itself (``Ġ``/``▁`` become spaces).
+
+    A token holding part of a UTF-8 character shows its bytes (``<0xE4><0xBD>``), not "�"
+    (:mod:`.token_bytes`): every table, plot, export and the viewer show these strings.
+    """
+    from .token_bytes import token_text
+
     if tokenizer is None:
         return [f"<{i}>" for i in ids]
     texts = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -213,7 +219,7 @@ def display_tokens(ids: Sequence[int], tokenizer) -> list[str]:
         # SentencePiece decoding drops a word's leading space when the piece stands alone.
         if isinstance(piece, str) and piece.startswith("\u2581") and not text.startswith(" "):
             text = " " + text
-        out.append(text)
+        out.append(token_text(text, piece))
     return out
 
 

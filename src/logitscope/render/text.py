@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 SPACE = "\u2423"  # ␣
 _SPECIAL = {"\n": "\u23ce", "\t": "\u21e5", "\r": "\\r"}  # ⏎ ⇥
 
@@ -40,7 +42,11 @@ def shorten(text: str, max_chars: int | None) -> str:
     """Cut ``text`` to at most ``max_chars`` characters, ending in ``…`` when cut."""
     if max_chars is None or len(text) <= max_chars:
         return text
-    return text[: max(max_chars - 1, 1)] + "\u2026"
+    cut = max(max_chars - 1, 1)
+    start = text.rfind("<", 0, cut)  # never cut a partial-byte group (<0xE4>) in half
+    if 0 < start < cut < start + 6 and re.match(r"<0x[0-9A-F]{2}>", text[start : start + 6]):
+        cut = start
+    return text[:cut] + "\u2026"
 
 
 def label(text: str, max_chars: int | None = None, *, space: str | None = SPACE) -> str:

@@ -50,3 +50,23 @@ def test_load_in_a_notebook_without_ipywidgets_is_silent():
     out = subprocess.run([sys.executable, "-c", NOTEBOOK], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "loaded" in out.stdout, out.stderr
     assert "Tqdm" not in out.stderr and "IProgress" not in out.stderr, out.stderr
+
+
+def _help(*command) -> str:
+    from typer.testing import CliRunner
+
+    from logitscope.cli import app
+
+    res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def test_help_texts():
+    from logitscope.cli import COMMANDS
+
+    for command in [[]] + [[c.replace("_", "-")] for c in COMMANDS]:
+        assert "<bool>" not in _help(*command), command  # flags take no value
+    assert "--target" not in _help("diff").split("--truncate", 1)[1].split("--", 1)[0]
+    assert "--target" in _help("lens").split("--truncate", 1)[1].split("│ --", 1)[0]
+    assert "OUT.ckpt.pt" in _help("train-lens") and "Checkpoint file ." not in _help("train-lens")

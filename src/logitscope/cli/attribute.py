@@ -9,7 +9,17 @@ from pathlib import Path
 import typer
 
 from ..io.formats import PLOT_SUFFIXES
-from .common import DEVICE, DTYPE, MODEL, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
+from .common import (
+    DEVICE,
+    DTYPE,
+    MODEL,
+    TRUNCATE_FIRST,
+    TRUST_REMOTE_CODE,
+    check_out_file,
+    clean_errors,
+    fail,
+    load_scope,
+)
 
 FORMATS = ("table", "json", "csv")
 
@@ -31,7 +41,7 @@ def attribute(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write json/csv here instead of stdout."),
     plot: Path | None = typer.Option(None, "--plot", help="Heatmap of every position: .png, .svg, .pdf or .html."),
     bars: Path | None = typer.Option(None, "--bars", help="Bar chart of --position: .png, .svg, .pdf or .html."),
-    truncate: bool = TRUNCATE,
+    truncate: bool = TRUNCATE_FIRST,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,

@@ -22,6 +22,9 @@ TRUNCATE = typer.Option(
     help="Cut an over-long input to the model's context: keeps its first tokens, or with --target "
     "the prompt's last tokens (the target is never cut).",
 )
+TRUNCATE_FIRST = typer.Option(
+    False, "--truncate", help="Cut an over-long input to the model's context, keeping its first tokens."
+)  # commands without a teacher-forced --target
 
 # Library messages name Python arguments; on the command line the same advice names flags.
 CLI_WORDS: list[tuple[str, str]] = [
@@ -133,6 +136,8 @@ class OneLineErrors(TyperGroup):
     line and exit code 2, like every other bad input, instead of click's boxed usage block."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        for command in [self, *self.commands.values()]:
+            _no_flag_metavar(command)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -150,3 +155,22 @@ class OneLineErrors(TyperGroup):
                 typer.echo(f"error: {err.format_message()}{hint}", err=True)
             sys.exit(err.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _no_flag_metavar(command) -> None:
+    """On/off flags (``--truncate``, ``--help``) take no value: show no ``<bool>`` beside them in help."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    if getattr(command, "_flag_help_patched", False):
+        return
+    make = command.get_help_option
+
+    def get_help_option(ctx):
+        option = make(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
+    command._flag_help_patched = True

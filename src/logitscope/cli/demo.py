@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import TRUNCATE, check_out_dir, clean_errors, fail, load_scope
+from .common import TRUNCATE_FIRST, check_out_dir, clean_errors, fail, load_scope
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def demo(
     ),
     metric: str = typer.Option("entropy", "--metric", "-m", help="Heatmap colour: entropy|prob|target|rank|kl."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Top tokens kept per cell."),
-    truncate: bool = TRUNCATE,
+    truncate: bool = TRUNCATE_FIRST,
 ) -> None:
     """Run the logit lens on the bundled demo model (offline) and write heatmaps (PNG + HTML) and tables."""
     from rich.console import Console

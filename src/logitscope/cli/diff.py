@@ -9,7 +9,17 @@ from pathlib import Path
 import typer
 
 from ..io.formats import PLOT_SUFFIXES
-from .common import DEVICE, DTYPE, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope, status
+from .common import (
+    DEVICE,
+    DTYPE,
+    TRUNCATE_FIRST,
+    TRUST_REMOTE_CODE,
+    check_out_file,
+    clean_errors,
+    fail,
+    load_scope,
+    status,
+)
 
 FORMATS = ("table", "json", "csv", "parquet")
 
@@ -28,7 +38,7 @@ def diff(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write json/csv/parquet here instead of stdout."),
     plot: Path | None = typer.Option(None, "--plot", help="Heatmap: .png, .svg, .pdf or .html."),
     metric: str = typer.Option("delta", "--metric", "-m", help="Plot colour: delta (diverging) or kl."),
-    truncate: bool = TRUNCATE,
+    truncate: bool = TRUNCATE_FIRST,
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,

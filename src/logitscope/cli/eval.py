@@ -117,6 +117,14 @@ def eval_command(
                 corpus_b = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
                 kw = dict(max_tokens=max_tokens, seq_len=seq_len, confidence=confidence, n_boot=n_boot, seed=seed)
                 eval_compare(scope, scope_b, corpus_b, out, plots=plots, **kw)
+    except KeyboardInterrupt:
+        if not ctx.is_main:
+            raise typer.Exit(130) from None
+        fail(
+            f"interrupted: nothing was written to --out {out} (the folder appears only when complete, and eval "
+            "keeps no checkpoint); run the same command again to start over, or give --max-tokens to finish sooner",
+            code=130,
+        )
     finally:
         shutdown(ctx)
 

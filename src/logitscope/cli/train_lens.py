@@ -35,8 +35,9 @@ def train_lens_command(
     grad_clip: float = typer.Option(1.0, "--grad-clip", help="Maximum gradient norm over the whole lens."),
     seed: int = typer.Option(0, "--seed", help="Seed of the window shuffle."),
     save_every: int = typer.Option(50, "--save-every", min=0, help="Steps between checkpoints (0: none)."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file [default: OUT.ckpt.pt]."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUT.ckpt.pt)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
     text_field: str = typer.Option("text", "--text-field", help="Key (JSON) or column (Parquet, CSV, datasets) of the document text."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps ... (torchrun: cuda:LOCAL_RANK)."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
@@ -54,6 +55,8 @@ def train_lens_command(
     if not 0 <= momentum < 1 or not lr > 0 or not grad_clip > 0 or not weight_decay >= 0:
         fail("need --lr > 0, 0 <= --momentum < 1, --weight-decay >= 0 and --grad-clip > 0")
     check_out(out)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        fail(f"--out {out} exists and is not empty: add --force to replace its lens, or choose another folder")
     ckpt = checkpoint if checkpoint is not None else default_path(out)
     if resume and not ckpt.is_file():
         fail(f"--resume: no checkpoint at {ckpt}")
@@ -72,8 +75,32 @@ def train_lens_command(
         )  # fmt: skip
         if ctx.is_main:
             _summary(lens, out)
+    except KeyboardInterrupt:
+        if not ctx.is_main:
+            raise typer.Exit(130) from None
+        fail(_interrupted(ckpt, out, save_every), code=130)
     finally:
         shutdown(ctx)
+
+
+def _interrupted(ckpt: Path, out: Path, save_every: int) -> str:
+    """What an interrupted training left, and how to go on."""
+    if ckpt.is_file():
+        from ..tuned.checkpoint import load_checkpoint
+
+        try:
+            step = f" (after step {load_checkpoint(ckpt)['step']})"
+        except Exception:  # noqa: BLE001 - the message must not fail
+            step = ""
+        return (
+            f"interrupted: --out {out} was not written; the last checkpoint{step} is {ckpt}: run the same "
+            "command with --resume to continue from it"
+        )
+    every = f"every {save_every} steps" if save_every else "never (--save-every 0)"
+    return (
+        f"interrupted before the first checkpoint (written {every}): nothing was written; run the same "
+        "command again to start over"
+    )
 
 
 def _summary(lens, out: Path) -> None:

@@ -76,7 +76,7 @@ def run_eval(
     S = L + 1
     table = np.empty((1024, 3 + 5 * S * n_lens))  # per window: id, tokens, bytes, (S, 5) sums; grown by doubling
     n_rows = 0
-    done = 0
+    done = seen = 0  # tokens scored here; tokens in the windows read so far (all ranks')
 
     def flush(batch: list[tuple[int, np.ndarray]]) -> None:
         nonlocal done, n_rows, table
@@ -95,9 +95,17 @@ def run_eval(
             if corpus is not None and corpus.fraction() > 0:
                 est = produced[0] / corpus.fraction()
                 total = min(total, est) if total else est
-            progress(done * dist.world_size, total)
+            # every rank reads every window (and skips the ones it does not own), so the tokens of the
+            # windows seen so far bound what all ranks together have scored: never more than exist
+            progress(min(done * dist.world_size, seen), total)
 
-    for batch in window_batches(windows(counted(), seq_len, max_tokens), B, vocab_size=V, owns=dist.owns):
+    def seen_windows():
+        nonlocal seen
+        for w in windows(counted(), seq_len, max_tokens):
+            seen += len(w) - 1
+            yield w
+
+    for batch in window_batches(seen_windows(), B, vocab_size=V, owns=dist.owns):
         flush(batch)
     t = table[:n_rows]
     local_sums = t[:, 3:].reshape(n_rows, S * n_lens, 5)

@@ -37,8 +37,9 @@ def _overflow(scope, kwargs) -> NonFiniteError:
     else:
         where = f"every block's output is finite, so the head ({parts.head_path}) overflows"
     return NonFiniteError(
-        f"the model overflows in {dtype}: on a short probe its own logits are NaN or inf; {where} "
-        "(its weights are finite). Lens and logits would be meaningless; info and embeddings still work"
+        "the model's own logits hold NaN or inf on a short probe",
+        f"it overflows in {dtype}: {where} (its weights are finite). Lens and logits would be meaningless; "
+        "info and embeddings still work",
     )
 
 

@@ -67,12 +67,13 @@ def demo(
         for i, (item, res) in enumerate(zip(items, results)):
             names = [f"lens_{i}.png", f"lens_{i}.html", f"lens_{i}.csv"]
             res.plot(tmp / names[0], metric=metric)
-            res.plot(tmp / names[1], metric=metric)
+            res.plot(tmp / names[1], metric=metric, include_plotlyjs="directory")  # one plotly.min.js for all
             res.save(tmp / names[2])
             if item.get("target"):
                 names.append(f"trajectory_{i}.png")
                 res.plot_trajectory(-1, tmp / names[3])
             written += [out / name for name in names]
+        written.append(out / "plotly.min.js")  # beside the pages, which load it offline
     print_tables(results, metric=metric, position=-1)
     console.rule("what the layers show")
     for item, res in zip(items, results):
@@ -84,4 +85,4 @@ def demo(
         console.print(line, highlight=False, markup=False)
     console.print(f"\nwrote {len(written)} files to {out.resolve()}:", highlight=False)
     for path in written:
-        console.print(f"  {path}", highlight=False, markup=False)
+        console.print(f"  {path}", highlight=False, markup=False, soft_wrap=True)  # a path is not cut

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..errors import InputError
 from .checkpoint import default_path
 from .progress import TrainProgress
-from .train import TrainConfig, train_lens
 
 LOG_FILE = "training_log.json"
 
@@ -40,6 +39,8 @@ def fit(
     The output folder appears only when training has finished (written atomically); the
     checkpoint is then removed.
     """
+    from .train import TrainConfig, train_lens  # torch: only when training
+
     unknown = set(settings) - set(TrainConfig.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown training settings: {', '.join(sorted(unknown))}")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..errors import CorruptWeightsError, InputError
 from ..io.atomic import atomic_file
 
@@ -52,6 +50,8 @@ def save_checkpoint(path, *, step: int, lens, optimizer, settings: dict, log: li
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
+        import torch
+
         torch.save(state, tmp)
 
 
@@ -61,6 +61,8 @@ def load_checkpoint(path) -> dict:
     if not path.is_file():
         raise InputError(f"no checkpoint to resume from at {path}")
     try:
+        import torch
+
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - damaged files raise many types
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

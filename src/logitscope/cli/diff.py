@@ -78,10 +78,13 @@ def diff(
         console = Console()
         for table in diff_tables(res, width=console.width):
             console.print(table)
-        per = res.per_layer()
-        console.print(
-            "mean KL(A \u2016 B) by layer: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(res.layer_names, per["kl"]))
-        )
+        from rich.text import Text
+
+        from ..render.table import join_fitting
+
+        pairs = [f"{n} {v:.3f}" for n, v in zip(res.layer_names, res.per_layer()["kl"])]
+        pairs[0] = f"mean KL(A \u2016 B) by layer: {pairs[0]}"
+        console.print(join_fitting([Text(p) for p in pairs], console.width - 1, sep=", "))
     elif out is None:
         if fmt == "json":
             sys.stdout.write(json.dumps(res.to_dict(), ensure_ascii=False) + "\n")

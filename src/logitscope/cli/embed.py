@@ -47,14 +47,17 @@ def embed(
         return
     from rich.console import Console
 
-    Console().print(nearest_table(near, emb.norms, caption=scope.name))
+    console = Console()
+    console.print(nearest_table(near, emb.norms, caption=scope.name, width=console.width))
 
 
-def nearest_table(near: list, norms, *, caption: str | None = None, max_chars: int = 16):
-    """One token: its neighbours, one per row. Several: one row per token, neighbours across."""
+def nearest_table(near: list, norms, *, caption: str | None = None, max_chars: int = 16, width: int | None = None):
+    """One token: its neighbours, one per row. Several: one row per token, neighbours across,
+    wrapped (for a console ``width``) between neighbours, never between a token and its score."""
     from rich.table import Table
     from rich.text import Text
 
+    from ..render.table import join_fitting
     from ..render.text import label
 
     if len(near) == 1:
@@ -69,11 +72,18 @@ def nearest_table(near: list, norms, *, caption: str | None = None, max_chars: i
     table = Table(title=f"nearest by {near[0].metric}", caption=caption, title_style="bold")
     for name, justify in (("pos", "right"), ("token", "left"), ("id", "right"), ("norm", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
-    table.add_column("nearest")
-    for pos, (n, norm) in enumerate(zip(near, norms)):
-        neighbours = Text()
+    table.add_column("nearest", no_wrap=width is not None)
+    rows = [
+        (str(pos), label(n.query, max_chars), str(n.query_id), f"{norm:.3g}")
+        for pos, (n, norm) in enumerate(zip(near, norms))
+    ]
+    fixed = [max(len(h), *(len(r[c]) for r in rows)) for c, h in enumerate(("pos", "token", "id", "norm"))]
+    room = None if width is None else max(width - sum(w + 3 for w in fixed) - 4, 20)  # borders and pads
+    for row, n in zip(rows, near):
+        pairs = []
         for tok, s in zip(n.tokens, n.scores):
-            neighbours.append(label(tok, max_chars))
-            neighbours.append(f" {s:.3f}  ", style="dim")
-        table.add_row(str(pos), Text(label(n.query, max_chars)), str(n.query_id), f"{norm:.3g}", neighbours)
+            pair = Text(label(tok, max_chars))
+            pair.append(f" {s:.3f}", style="dim")
+            pairs.append(pair)
+        table.add_row(row[0], Text(row[1]), row[2], row[3], join_fitting(pairs, room, sep="  "))
     return table

@@ -300,7 +300,7 @@ def print_tables(results: list, *, metric: str, position: int) -> None:
             console.rule(Text(f"input {i}: {label(''.join(res.tokens), 60, space=None)}"))
         for table in lens_tables(res, metric=metric, width=console.width):
             console.print(table)
-        console.print(legend(res, metric))
+        console.print(legend(res, metric, width=console.width))
         if len(res.tracked_ids):
             p = check_position(position, res.n_positions)
             console.print(Text(f"tracked tokens at position {p} ({label(res.tokens[p])}): probability (rank)"))

@@ -4,7 +4,6 @@ lens shows the answer emerging in the late layers. Every number is computed from
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -30,10 +29,9 @@ def top1_accuracy(res, row: int = -1) -> float:
     return float((res.top_ids[row, :, 0][has] == res.target_ids[has]).mean())
 
 
-def test_demo_is_a_standard_llama_that_loads_fast():
-    t0 = time.perf_counter()
+def test_demo_is_a_standard_llama_that_loads_small():
+    """Small enough to ship and load offline (load time is a benchmark, not a unit test)."""
     scope = logitscope.load("demo")
-    assert time.perf_counter() - t0 < 5  # ~0.05 s warm; generous for a loaded CI box
     assert scope.model.config.model_type == "llama" and scope.kind == "causal"
     assert scope.n_layers == 8
     assert (DEMO_DIR / "model.safetensors").stat().st_size < 32 * 2**20

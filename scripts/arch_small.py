@@ -20,7 +20,7 @@ LAYERS = 3  # blocks the lens runs over (decoder blocks for encoder-decoder mode
 ENC_LAYERS = LAYERS  # encoder blocks of encoder-decoder models (as many: caches are sized by one count)
 V = 512  # vocabulary
 MAX_POS = 128
-MAX_PARAMS = 4_000_000  # anything larger was not shrunk: reported as not buildable
+MAX_PARAMS = 12_000_000  # anything larger was not shrunk: reported as not buildable (audio towers: ~5-11M)
 
 _SIZES: dict[str, int] = {
     **dict.fromkeys(
@@ -46,6 +46,7 @@ _SIZES: dict[str, int] = {
             "block_size_intermediate",
             "ff_intermediate_size",
             "dense_intermediate_size",
+            "shared_experts_intermediate_size",
         ],
         FFN,
     ),
@@ -71,6 +72,8 @@ _SIZES: dict[str, int] = {
     **dict.fromkeys(["qk_nope_head_dim", "v_head_dim", "linear_head_dim"], HEAD_DIM),
     "qk_head_dim": 2 * HEAD_DIM,  # qk_nope_head_dim + qk_rope_head_dim
     "expert_ffn_hidden_size": FFN,
+    **dict.fromkeys(["index_n_heads", "indexer_n_heads"], HEADS),  # sparse-attention indexers
+    "index_head_dim": HEAD_DIM,
     "zero_expert_num": 1,
     **dict.fromkeys(["qk_rope_head_dim", "pronunciation_embed_dim", "shape_embed_dim"], HEAD_DIM),
     "rotary_dim": 8,
@@ -86,7 +89,12 @@ _SIZES: dict[str, int] = {
     **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k", "top_k_experts"], 2),
     **dict.fromkeys(["n_group", "topk_group", "n_shared_experts", "num_shared_experts", "num_expert_group"], 1),
     "num_experts_per_token": 2,
-    **dict.fromkeys(["vocab_size", "n_vocab", "text_vocab_size"], V),
+    **dict.fromkeys(["vocab_size", "n_vocab", "text_vocab_size", "unpadded_vocab_size"], V),
+    "encoder_hash_byte_group_vocab": 64,  # BLT's hashed n-gram embeddings (500002 rows each)
+    **dict.fromkeys(["hidden_size_global", "encoder_cross_output_size"], D),  # BLT's global transformer
+    **dict.fromkeys(["adapter_in_dim", "adapter_out_dim", "adapter_input_size"], D),  # vision/audio adapters
+    **dict.fromkeys(["d_latents", "num_latents"], D),  # Perceiver
+    "num_self_attends_per_block": LAYERS,
     **dict.fromkeys(["max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"], MAX_POS),
 }
 _KV = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num", "n_head_kv", "num_kv_groups")
@@ -102,17 +110,99 @@ _TOKEN_IDS = {
     "unk_token_id": 6,
 }
 
-# Per model type: extra config kwargs (after the generic shrink) where the names above are not enough.
+# Per model type (or class name): extra config kwargs (after the generic shrink) where the names above are not enough.
 OVERRIDES: dict[str, dict] = {
     "longformer": {"attention_window": 4},  # pads 6 tokens to 8 inside the model (default: 512)
     "esm": {"pad_token_id": 1, "mask_token_id": 5},  # ESM checkpoints set these; the config class does not
-    "esmc": {"num_key_value_heads": HEADS},  # no grouped-query attention
     "mamba2": {"head_dim": 2 * D // HEADS, "n_groups": 1},  # num_heads * head_dim == expand * hidden_size
     "lfm2_moe": {"layer_types": ["conv", "full_attention", "conv"], "num_dense_layers": 1},
     "dots1": {"n_routed_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1},
     "gemma3n_text": {"num_kv_shared_layers": 0},
+    # DBRX checkpoints set these in attn_config; the attention reads rope_theta there and clamps on clip_qkv
+    "dbrx": {"attn_config": {"kv_n_heads": KV_HEADS, "rope_theta": 10000.0, "clip_qkv": 8.0}},
+    # Granite 4.0-H: Mamba layers with an attention layer among them (the config default is all Mamba)
+    "granitemoehybrid": {
+        "layer_types": ["linear_attention", "full_attention", "linear_attention"],
+        "mamba_n_heads": 8,
+        "mamba_d_state": 16,
+    },
+    # Dory: released configs list each layer as (attention, mlp) blocks; 1 input, 1 looped (twice), 1 output layer
+    "dory": {
+        "num_hidden_layers": 6,
+        "layer_types": ["sliding_attention", "mlp", "full_attention", "mlp", "sliding_attention", "mlp"],
+        "n_input_layers": 2,
+        "n_recurrent_layers": 2,
+        "n_output_layers": 2,
+        "n_recurrent_loops": 2,
+    },
+    "esmc": {"num_key_value_heads": HEADS, "vocab_size": V},  # no grouped-query attention; the sweep's ids need V
+    "cohere_compass_text": {
+        "rope_parameters": {
+            "full_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        }
+    },
+    "musicgen": {"decoder": {"num_codebooks": 1}},  # one codebook: the decoder reads (batch, seq) ids
+    "musicgen_melody": {"decoder": {"num_codebooks": 1}},
+    "reformer": {"axial_pos_shape": [8, 16], "axial_pos_embds_dim": [32, 32]},
+    "ReformerModelWithLMHead": {"is_decoder": True},  # (by class) causal; ReformerForMaskedLM must not be
+    # Qwen4-Exp: its attention layers are indexed (QSA), which needs every indexer field
+    **dict.fromkeys(
+        ["qwen4_exp", "qwen4_exp_text"],
+        {
+            "indexer_n_heads": HEADS,
+            "indexer_kv_heads": 1,
+            "indexer_head_dim": HEAD_DIM,
+            "indexer_budget": 8,
+            "indexer_compress_ratio": 4,
+            "hc_lowrank": 16,
+        },
+    ),
+    # block attention residuals over boundaries at layers 0 and 2 (the default block spans more layers than 3)
+    "inkling2_text": {"n_layers_per_attn_res_block": 2},
+    # Dots3: its sliding-window layer's own head_dim is qk_nope_head_dim + qk_rope_head_dim
+    "dots3_note_text": {"per_layer_config": {"2": {"head_dim": 2 * HEAD_DIM}}},
+    # the shared transformer is tied across hybrid layers: it needs two of them
+    "zamba": {"layers_block_type": ["hybrid", "linear_attention", "hybrid"]},
 }
 
+
+def _dory_first_calls(model, n: int) -> None:
+    """Dory run for its first ``n`` layer calls only (input layers, then whole loops of one recurrent layer)."""
+    c = model.config
+    if c.n_recurrent_layers != 1 or n >= c.n_input_layers + c.n_recurrent_loops + c.n_output_layers:
+        raise ValueError("the Dory oracle cuts within the input layers or the loop of one recurrent layer")
+    c.n_output_layers = 0
+    c.n_recurrent_loops = max(n - c.n_input_layers, 0)
+    c.n_input_layers = min(n, c.n_input_layers)
+
+
+# Classes no config can run from token ids alone, and why (the sweep reports them as not buildable
+# without trying; a class that merely fails to build small keeps its own error as the reason).
+_DRAFTER = (
+    "a speculative-decoding drafter: its forward takes the main model's inputs_embeds and "
+    "shared_kv_states, not token ids, so there is no token-level forward to lens"
+)
+NOT_BUILDABLE: dict[str, str] = {
+    "Gemma4AssistantForCausalLM": _DRAFTER,
+    "Gemma4UnifiedAssistantForCausalLM": _DRAFTER,
+    "VoxtralRealtimeForConditionalGeneration": (
+        "a streaming speech model: its forward requires input_features (audio) or encoder_inputs_embeds "
+        "at every step, so it has no text-only forward to lens"
+    ),
+}
+
+
+# The truncation oracle where cutting the block list is not "the forward stopped after n block
+# calls" (``arch_sweep.oracle``), done by the model's own loop counts: XLM/FlauBERT keep each
+# block's parts in parallel lists and loop over range(n_layers); HRM runs H_cycles H-module calls;
+# Dory re-enters its loop through norm(h) + the input section's output.
+TRUNCATE = {
+    "xlm": lambda model, n: setattr(model.transformer, "n_layers", n),
+    "flaubert": lambda model, n: setattr(model.transformer, "n_layers", n),
+    "hrm_text": lambda model, n: setattr(model.config, "H_cycles", n),
+    "dory": _dory_first_calls,
+}
 
 # Size fields whose ``None`` default the models cannot run with (real checkpoints always set them).
 _FILL_NONE = {k for k, v in _SIZES.items() if k not in ("num_experts", "num_local_experts", "n_routed_experts")}
@@ -165,13 +255,16 @@ def shrink(config_dict: dict) -> dict:
     n_before = n_before if isinstance(n_before, int) else None
     out = {}
     for key, value in config_dict.items():
-        if isinstance(value, dict) and ("model_type" in value or key.endswith("_config")):
+        per_layer = isinstance(value, dict) and value and all(str(k).isdigit() for k in value)
+        if not per_layer and isinstance(value, dict) and ("model_type" in value or key.endswith("_config")):
             new = shrink(value)
             if new:
                 out[key] = {**({"model_type": value["model_type"]} if "model_type" in value else value), **new}
             continue
-        if isinstance(value, dict) and value and all(str(k).isdigit() for k in value):
-            new = {k: v for k, v in value.items() if int(k) < LAYERS}  # per-layer settings keyed by index
+        if per_layer:
+            new = {  # per-layer settings keyed by index, each shrunk too (Dots3's per_layer_config)
+                k: {**v, **shrink(v)} if isinstance(v, dict) else v for k, v in value.items() if int(k) < LAYERS
+            }
         else:
             new = _shrink_value(key, value, n_before)
         if new != value:
@@ -186,15 +279,29 @@ def shrink(config_dict: dict) -> dict:
     return out
 
 
-def small_config(model_type: str):
-    """The config of ``model_type`` at sweep size (raises whatever the config class raises)."""
+def _merged(base: dict, extra: dict) -> dict:
+    """``base`` updated by ``extra``, nested dicts (sub-configs) merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
+    return out
+
+
+def small_config(model_type: str, class_name: str | None = None):
+    """The config of ``model_type`` (for ``class_name``) at sweep size (raises whatever the config class raises)."""
     from transformers import AutoConfig
 
-    default = AutoConfig.for_model(model_type)
-    kw = shrink(default.to_dict())
+    extra = _merged(OVERRIDES.get(model_type, {}), OVERRIDES.get(class_name, {}))
+    try:
+        default = AutoConfig.for_model(model_type)
+    except Exception:  # noqa: BLE001 - some config classes reject their own defaults (Gemma 4 assistants)
+        default = AutoConfig.for_model(model_type, **extra)
+    base = default.to_dict()
+    kw = shrink(base)
     for key in ("model_type", "transformers_version", "architectures", "_name_or_path"):
         kw.pop(key, None)
-    kw.update(OVERRIDES.get(model_type, {}))
+    kw = _merged(kw, extra)  # a sub-config override merges into the shrunk sub-config
     config = AutoConfig.for_model(model_type, **kw)
     config._attn_implementation = "eager"
     for sub in ("text_config", "decoder", "encoder"):

@@ -86,7 +86,11 @@ def entries() -> list[Entry]:
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+    line = f"{type(err).__name__}: {text[0][:300] if text else ''}"
+    cause = err.__cause__
+    if cause is not None and text and text[0].rstrip().endswith(":"):  # a config validator: say what it rejected
+        line += f" {type(cause).__name__}: {str(cause).strip().splitlines()[0][:200]}"
+    return line
 
 
 def decoder_start(model) -> int | None:
@@ -119,11 +123,37 @@ def forward_inputs(model) -> dict:
     return kw
 
 
-def oracle(model, blocks_path: str, n_keep: int, *, identity_block: bool = False):
+def _pass_through_after(modules, n_keep: int) -> None:
+    """Hook ``modules`` so that every call after the first ``n_keep`` (counted over all of them, in
+    call order) hands its input stream straight through: the forward as if stopped there."""
+    import torch
+
+    state = {"calls": 0}
+
+    def take_input(module, args, kwargs):
+        state["calls"] += 1
+        state["h"] = args[0] if args else kwargs["hidden_states"]
+
+    def pass_through(module, args, kwargs, output):
+        if state["calls"] <= n_keep:
+            return None
+        if isinstance(output, torch.Tensor):
+            return state["h"]
+        return (state["h"], *output[1:])
+
+    for module in modules:
+        module.register_forward_pre_hook(take_input, with_kwargs=True)
+        module.register_forward_hook(pass_through, with_kwargs=True)
+
+
+def oracle(model, blocks_path: str, n_keep: int, *, identity_block: bool = False, repeated: bool = False):
     """(positions, vocab) float64 log-probs of a deep copy of ``model`` cut after ``n_keep`` blocks.
 
     ``identity_block`` (for ``n_keep == 0`` in models that cannot run with no blocks at all, e.g.
     DeBERTa-v2): keep one block but make it hand its input stream straight through.
+    ``repeated`` (models that run their blocks more than once, e.g. ALBERT): stop the forward
+    after the ``n_keep``-th block call, i.e. every later call hands its input straight through.
+    Models whose blocks are no module list (XLM) are cut by :data:`arch_small.TRUNCATE`.
     """
     import torch
     from torch import nn
@@ -131,21 +161,17 @@ def oracle(model, blocks_path: str, n_keep: int, *, identity_block: bool = False
     cut = copy.deepcopy(model)
     parent_path, _, name = blocks_path.rpartition(".")
     parent = cut.get_submodule(parent_path) if parent_path else cut
-    kept = list(getattr(parent, name))[: max(n_keep, 1 if identity_block else 0)]
-    setattr(parent, name, nn.ModuleList(kept))
-    if identity_block:
-        seen = {}
-
-        def take_input(module, args, kwargs):
-            seen["h"] = args[0] if args else kwargs["hidden_states"]
-
-        def pass_through(module, args, kwargs, output):
-            if isinstance(output, torch.Tensor):
-                return seen["h"]
-            return (seen["h"], *output[1:])
-
-        kept[0].register_forward_pre_hook(take_input, with_kwargs=True)
-        kept[0].register_forward_hook(pass_through, with_kwargs=True)
+    truncate = arch_small.TRUNCATE.get(model.config.model_type)
+    if truncate is not None:
+        truncate(cut, n_keep)
+    elif repeated:
+        blocks = getattr(parent, name)
+        _pass_through_after(blocks if isinstance(blocks, nn.ModuleList) else [blocks], n_keep)
+    else:
+        kept = list(getattr(parent, name))[: max(n_keep, 1 if identity_block else 0)]
+        setattr(parent, name, nn.ModuleList(kept))
+        if identity_block:
+            _pass_through_after(kept[:1], 0)
     with torch.no_grad():
         return cut(**forward_inputs(model)).logits[0].double().log_softmax(-1)
 
@@ -175,7 +201,7 @@ def build_and_run(entry: Entry):
     for model_type in entry.model_types:
         for text_only in (False, True):
             try:
-                config = arch_small.small_config(model_type)
+                config = arch_small.small_config(model_type, entry.class_name)
                 if text_only:
                     if config.get_text_config(decoder=True) is config:
                         continue
@@ -200,6 +226,8 @@ def check(entry: Entry) -> Outcome:
     import logitscope
     from logitscope.errors import UnsupportedModelError
 
+    if entry.class_name in arch_small.NOT_BUILDABLE:
+        return Outcome(entry, "not-buildable", arch_small.NOT_BUILDABLE[entry.class_name])
     try:
         model, full = build_and_run(entry)
     except Exception as err:  # noqa: BLE001 - any failure to build or run is reported, not raised
@@ -215,12 +243,13 @@ def check(entry: Entry) -> Outcome:
         return Outcome(entry, "crash", _first_line(err))
     stats = (res.entropy, res.kl_to_final, res.target_logprob, res.target_ids)
     n_blocks = parts.n_blocks
+    repeated = parts.blocks.taps.calls is not None  # rows are block calls, not list entries
     if full.shape[0] != res.n_positions:
         return Outcome(entry, "wrong", f"lens has {res.n_positions} positions, the model {full.shape[0]}")
     worst, problems = 0.0, []
     for row in range(n_blocks + 1):
         try:
-            logp = full if row == n_blocks else oracle(model, parts.spec.blocks, row)
+            logp = full if row == n_blocks else oracle(model, parts.spec.blocks, row, repeated=repeated)
         except Exception as err:  # noqa: BLE001 - the cut model fails
             try:  # a model that needs at least one block: row 0 through one pass-through block
                 if row != 0:

@@ -61,6 +61,13 @@ def test_refusals_are_rare_and_say_why(outcomes):
         assert "cannot" in o.reason and len(o.reason) > 60, o.reason
 
 
+def test_refused_and_unbuildable_are_few(outcomes):
+    """Issue 23's bar, on whichever transformers is installed: at most 3 refused, at most 8 not buildable."""
+    counts = sweep.counts(outcomes)
+    left = [o for o in outcomes if o.status in ("refused", "not-buildable")]
+    assert counts["refused"] <= 3 and counts["not-buildable"] <= 8, "\n" + _lines(left)
+
+
 def test_every_class_is_reported(outcomes):
     assert [o.entry.class_name for o in outcomes] == [e.class_name for e in sweep.entries()]
     assert all(o.reason for o in outcomes if o.status == "not-buildable")

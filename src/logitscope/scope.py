@@ -73,7 +73,7 @@ class Scope:
 
     @property
     def input_device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        return next(self.model.get_input_embeddings().parameters()).device  # Musicgen: a list of embeddings
 
     @property
     def pad_id(self) -> int:

@@ -8,7 +8,7 @@ load-time self-check (:func:`logitscope.engine.check.self_check`) refuses a tail
 from __future__ import annotations
 
 from ..errors import UnsupportedModelError
-from .registry import NORM_NAMES, REGISTRY, UNLENSABLE, ArchSpec, model_kind, residual_width
+from .registry import NORM_NAMES, REGISTRY, UNLENSABLE, UNLENSABLE_IF, ArchSpec, model_kind, residual_width
 
 
 def _layer_counts(config) -> set[int]:
@@ -103,12 +103,17 @@ def spec_for(model) -> tuple[ArchSpec, bool]:
     """The spec for ``model``: from the registry, else discovered (:func:`discover`). Returns ``(spec, discovered)``.
 
     Raises:
-        UnsupportedModelError: the architecture is in :data:`UNLENSABLE` (the message says why).
+        UnsupportedModelError: the architecture is in :data:`UNLENSABLE` or :data:`UNLENSABLE_IF`
+            (the message says why).
     """
     model_type = model.config.model_type
-    if model_type in UNLENSABLE:
+    why = UNLENSABLE.get(model_type)
+    flag, value, reason = UNLENSABLE_IF.get(model_type, (None, None, None))
+    if why is None and flag is not None and getattr(model.config, flag, None) == value:
+        why = reason  # e.g. FlauBERT with pre_norm=True
+    if why is not None:
         raise UnsupportedModelError(
-            f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {UNLENSABLE[model_type]}"
+            f"logitscope cannot lens architecture {model_type!r} ({type(model).__name__}): {why}"
         )
     spec = REGISTRY.get(model_type)
     if spec is not None:

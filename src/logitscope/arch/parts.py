@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import NoLMHeadError
+from ..errors import NoLMHeadError, UnsupportedModelError
 from .discover import spec_for
 from .registry import ArchSpec, Kind, PostHead, model_kind, post_head, scale_flag
+from .streams import Blocks, stream_rule, taps_for
 
 
 @dataclass
@@ -23,7 +24,8 @@ class ModelParts:
 
     Attributes:
         kind: ``"causal"``, ``"seq2seq"`` (lens over decoder blocks) or ``"masked"``.
-        blocks: the residual blocks; stream row ``l`` is the output of ``blocks[l - 1]``.
+        blocks: the residual blocks; stream row ``l`` is the output of the ``l``-th block call
+            (``blocks[l - 1]`` unless the blocks run more than once: ``blocks.taps``).
         scale: factor applied to the normed stream before the head (T5), or ``None``.
         discovered: ``True`` when the architecture was not in the registry.
     """
@@ -31,20 +33,21 @@ class ModelParts:
     kind: Kind
     model_type: str
     spec: ArchSpec
-    blocks: nn.ModuleList
+    blocks: Blocks
     final_norm: nn.Module | None
     pre_head: list[nn.Module]
     pre_head_paths: list[str]
     head: nn.Module
     head_path: str
     logits_bias: torch.Tensor | None
+    tied_projection: nn.Module | None
     scale: float | None
     post: PostHead
     discovered: bool
 
     @property
     def n_blocks(self) -> int:
-        return len(self.blocks)
+        return self.blocks.n_calls
 
     @property
     def head_weight(self) -> torch.Tensor:
@@ -77,6 +80,8 @@ class ModelParts:
             h = h * self.scale
         for module in self.pre_head:
             h = module(h)
+        if self.tied_projection is not None:  # NeoMME: h @ unembedding_projection.weight
+            h = h @ self.tied_projection.weight
         head = self.head
         if out is not None and type(head) is nn.Linear and head.weight.dtype == out.dtype == h.dtype:
             if head.bias is None:
@@ -111,6 +116,7 @@ class ModelParts:
             "pre_head": list(self.pre_head_paths),
             "head": self.head_path,
             "logits_bias": spec.logits_bias if self.logits_bias is not None else None,
+            "tied_projection": spec.tied_projection if self.tied_projection is not None else None,
             "scale": self.scale,
             "post_head": list(self.post.names),
             "discovered": self.discovered,
@@ -138,12 +144,23 @@ def model_parts(model: nn.Module) -> ModelParts:
     spec, discovered = spec_for(model)
     kind = model_kind(model)
     blocks = _get(model, spec.blocks)
+    if blocks is not None:
+        rule = stream_rule(model.config)
+        modules = blocks if isinstance(blocks, nn.ModuleList) else [blocks]  # HRM: one module, run repeatedly
+        blocks = Blocks(modules, taps_for(model, model.config, spec, rule, modules))
     if spec.head is not None:
         head, head_path = _get(model, spec.head), spec.head
     else:
         getter = getattr(model, "get_output_embeddings", None)
         head = getter() if getter is not None else None
         head_path = next((n for n, m in model.named_modules() if m is head), "") if head is not None else ""
+    if isinstance(head, nn.ModuleList):  # one head per codebook (Musicgen)
+        if len(head) != 1:
+            raise UnsupportedModelError(
+                f"logitscope cannot lens architecture {model.config.model_type!r} ({type(model).__name__}): "
+                f"it has {len(head)} output heads (one per codebook); the lens reads one"
+            )
+        head, head_path = head[0], f"{head_path}.0"
     if head is None or blocks is None:
         name = type(model).__name__
         raise NoLMHeadError(
@@ -168,6 +185,7 @@ def model_parts(model: nn.Module) -> ModelParts:
         head=head,
         head_path=head_path,
         logits_bias=_get(model, spec.logits_bias),
+        tied_projection=_get(model, spec.tied_projection),
         scale=scale,
         post=post_head(config),
         discovered=discovered,

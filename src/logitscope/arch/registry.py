@@ -26,6 +26,8 @@ class ArchSpec:
         pre_head: modules applied between the final norm and the head, in order.
         head: the module that maps the stream to logits (``None``: ``get_output_embeddings()``).
         logits_bias: a tensor attribute added to the logits (BART's ``final_logits_bias``).
+        tied_projection: a Linear applied transposed (``h @ weight``) between the pre-head
+            modules and the head (NeoMME's ``unembedding_projection``, its embedding projection's twin).
         scale_decoder_output: the model may multiply the normed stream by ``d_model ** -0.5``
             before the head (the T5 family). Which config flag turns it on changed between
             transformers releases (UMT5: ``tie_word_embeddings`` up to 5.23,
@@ -39,6 +41,7 @@ class ArchSpec:
     pre_head: tuple[str, ...] = ()
     head: str | None = None
     logits_bias: str | None = None
+    tied_projection: str | None = None
     scale_decoder_output: bool = False
     scale_flag: str = "scale_decoder_outputs"
 
@@ -103,32 +106,25 @@ REGISTRY: dict[str, ArchSpec] = {
     "megatron-bert": ArchSpec("bert.encoder.layer", "bert.encoder.ln", head="cls"),  # pre-LN: a final norm
     # LFM2/3 apply their (misnamed) embedding_norm after the last block
     **dict.fromkeys(["lfm2", "lfm2_moe", "lfm3"], ArchSpec("model.layers", "model.embedding_norm")),
+    "neomme": ArchSpec("model.layers", "model.final_norm", head="lm_head", tied_projection="unembedding_projection"),
+    # BLT: the head reads the byte-level local decoder (local encoder -> patches -> global model -> here)
+    "blt": ArchSpec("model.local_decoder.layers", "model.local_decoder.norm"),
+    # one layer group run num_hidden_layers times (rows follow the calls: STREAMS)
+    "albert": ArchSpec("albert.encoder.albert_layer_groups", head="predictions"),
+    # HRM: the head reads the H state; a row is one H-module call (its own final_norm included)
+    "hrm_text": ArchSpec("model.H_module"),
+    # XLM/FlauBERT keep each block's parts in parallel lists; layer_norm2[i] closes block i (post-norm)
+    **dict.fromkeys(["xlm", "flaubert"], ArchSpec("transformer.layer_norm2", head="pred_layer")),
 }
 
 # Architectures the lens cannot run on, and why (raised as UnsupportedModelError at load).
-_SHARED = "its blocks share one set of weights (one layer group runs num_hidden_layers times), so there is no block l to cut after"
-_SPLIT = "each block's parts sit in parallel lists (attentions, layer_norm1, ffns, layer_norm2) with no module per block, so nothing marks the stream between blocks"
-_HYPER = "hyper-connections: each block carries several residual streams per position (hc_mult), merged into one only by the model's hc_head; the lens handles one stream per position"
 UNLENSABLE: dict[str, str] = {
-    "albert": _SHARED,
-    "xlm": _SPLIT,
-    "flaubert": _SPLIT,
-    "deepseek_v4": _HYPER,
-    "hy_v4": _HYPER,
-    "gemma3n_text": "AltUp: its blocks carry altup_num_inputs parallel predictions of the stream per position, merged into one only after the last block",
     **dict.fromkeys(
-        ["inkling2", "inkling2_text"],
-        "block attention residuals: its head reads a learned attention-weighted mix of every block's output, not the last block's stream",
+        ["inkling2_loop", "inkling2_loop_text"],
+        "its looped layers' later passes restart from the pre-loop stream and read messages from the previous pass, so no single stream per row is what the model with later layers removed computes",
     ),
-    "squeezebert": "its encoder calls each block's forward() directly, bypassing module hooks, so no stream between blocks can be captured",
-    "hrm_text": "it runs its block stacks repeatedly (H and L cycles), so a block's output is not one point of one pass",
-    "cpmant": "it prepends config.prompt_length learned prompt positions to every input inside the model, so block streams do not line up with the input tokens",
+    "perceiver": "its blocks run on config.num_latents latent vectors, not on the input positions (only its decoder's cross-attention maps them back to tokens), so no block stream belongs to a token",
 }
-
-# Block streams laid out otherwise than (batch, seq, d_model): the permutation that makes them so
-# (applied to every captured row). XLNet's blocks also carry a query stream; the content stream
-# (the block output's first entry) is the one its head reads when no target mapping is given.
-_STREAM_ORDER: dict[str, tuple[int, ...]] = {"xlnet": (1, 0, 2), "fsmt": (1, 0, 2)}
 
 
 # `if self.config.<flag>:` (comment lines allowed) guarding `* (self.model_dim**-0.5)` in forward
@@ -163,22 +159,6 @@ def scale_flag(model, spec: ArchSpec) -> str | None:
     if not rescales:
         return None
     return flag or spec.scale_flag
-
-
-def stream_order(config) -> tuple[int, ...] | None:
-    """The permutation from a model's block-stream layout to (batch, seq, d_model), or ``None``."""
-    return _STREAM_ORDER.get(getattr(config, "model_type", None))
-
-
-# Models whose blocks carry several streams side by side on the sequence axis ((1 + n)·T
-# positions): the T-long slot the head reads. ProphetNet: the first of its config.ngram predicting
-# streams, after the main stream.
-_STREAM_SLOT: dict[str, int] = {"prophetnet": 1}
-
-
-def stream_slot(config) -> int:
-    """Which T-long slot of the blocks' sequence axis holds the stream the head reads (usually 0)."""
-    return _STREAM_SLOT.get(getattr(config, "model_type", None), 0)
 
 
 # Names a final norm goes by, tried on the module that owns the block list, then on its parent
@@ -268,6 +248,16 @@ def model_kind(model) -> Kind:
     if "MaskedLM" in name or "ForPreTraining" in name:
         return "masked"
     return "causal"
+
+
+# Configurations under which an otherwise lensable architecture is not: (flag, value, why).
+UNLENSABLE_IF: dict[str, tuple[str, object, str]] = {
+    "flaubert": (
+        "pre_norm",
+        True,
+        "with pre_norm=True no module outputs the stream between its blocks (the residual add follows layer_norm2's input)",
+    ),
+}
 
 
 # -- context length ------------------------------------------------------------------------
@@ -365,6 +355,10 @@ BLOCK_LAYOUTS: dict[str, BlockLayout] = {
         _PRE_MLP,
     ),
     **dict.fromkeys(["gemma2", "gemma3_text"], BlockLayout("pre_feedforward_layernorm")),
+    # hybrid state-space blocks: a mixer (Mamba / linear attention / short conv, or attention) then an MLP
+    **dict.fromkeys(["granitemoehybrid", "qwen3_next"], _PRE_MLP),
+    **dict.fromkeys(["jamba", "bamba", "falcon_h1"], BlockLayout("pre_ff_layernorm")),
+    **dict.fromkeys(["lfm2", "lfm2_moe"], BlockLayout("ffn_norm")),
     "olmo2": BlockLayout("mlp"),  # post-sub-layer norms, no pre-MLP norm: the MLP's own input
     **dict.fromkeys(["gpt2", "gpt_neo", "gpt_bigcode"], BlockLayout("ln_2")),
     "bloom": BlockLayout("post_attention_layernorm", refuse_if=(("apply_residual_connection_post_layernorm", True),)),

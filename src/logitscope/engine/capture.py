@@ -1,8 +1,12 @@
 """Capture the residual stream at chosen rows during one forward pass, with hooks.
 
 Row 0 is the input of block 0 (after any embedding scaling or embedding norm the model applies);
-row ``l`` is the output of block ``l - 1``. The forward is stopped right after the last block
-needed, so the model never computes its own full-vocabulary logits.
+row ``l`` is the output of the ``l``-th block call, in the order the forward makes them: block
+``l - 1`` for most models; for models that run blocks more than once (ALBERT, HRM, Dory: the
+registry's stream rules, ``Blocks.taps``) whichever block the forward ran ``l``-th. Where the
+blocks carry several streams per position (hyper-connections, AltUp), each row is the model's own
+merge of them. The forward is stopped right after the last block call needed, so the model never
+computes its own full-vocabulary logits.
 
 :func:`pad_guard` keeps the pad positions of a right-padded batch from poisoning real ones.
 """
@@ -15,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..arch.registry import stream_order, stream_slot
+from ..arch.streams import Blocks, StreamTaps
 from ..errors import UnsupportedModelError
 
 
@@ -34,51 +38,85 @@ def first_tensor(x) -> torch.Tensor:
     raise UnsupportedModelError(f"unexpected block output type {type(x).__name__}")
 
 
+def _taps(blocks) -> StreamTaps:
+    return blocks.taps if isinstance(blocks, Blocks) else StreamTaps()
+
+
 @contextmanager
 def capture_streams(
     blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True
 ) -> Iterator[dict[int, torch.Tensor]]:
-    """Hook ``blocks`` so the next forward fills a dict ``{row: (batch, seq, d_model) tensor}``.
+    """Hook ``blocks`` so the next forward fills a dict ``{row: stream tensor}`` (as the blocks carry it).
 
     Args:
-        blocks: the model's block list.
-        rows: stream rows wanted, each in ``0..len(blocks)``.
+        blocks: the model's blocks (``ModelParts.blocks``; a bare block list reads as one call per block).
+        rows: stream rows wanted, each in ``0..n_calls``.
         stop: abort the forward after the last wanted row (use :func:`run_captured`).
     """
+    taps = _taps(blocks)
     captured: dict[int, torch.Tensor] = {}
-    wanted = sorted(set(rows))
-    last = wanted[-1]
+    last = max(rows)
+    wanted = set(rows) | {row for row in taps.history if row < last}  # rows a later row's merge reads
+    calls = 0
     handles = []
 
     def store(row: int, x) -> None:
-        if row in captured:
-            raise UnsupportedModelError(
-                f"block {row - 1 if row else 0} ran twice in one forward (shared layers?); "
-                "the lens needs one call per block"
-            )
-        captured[row] = first_tensor(x).detach()
+        captured[row] = (x if isinstance(x, torch.Tensor) else first_tensor(x)).detach()
         if stop and row == last:
             raise _StopForward
 
+    def pre_hook(module, args, kwargs):
+        if 0 not in captured:
+            if taps.halves:  # Reformer: the two half-streams entering the first block
+                store(0, torch.cat([kwargs[name] for name in taps.halves[1]], dim=-1))
+            else:
+                store(0, args[0] if args else kwargs["hidden_states"])
+
+    def hook(module, args, output, index: int):
+        nonlocal calls
+        calls += 1
+        if taps.calls is None and index != calls - 1:
+            raise UnsupportedModelError(
+                f"block {index} ran as block call {calls} of one forward (shared layers?); "
+                "the lens needs one call per block, in order"
+            )
+        if calls in wanted:
+            if taps.halves:  # Reformer: the block's two half-streams, as its encoder concatenates them
+                output = torch.cat([getattr(output, name) for name in taps.halves[0]], dim=-1)
+            store(calls, output)
+
     if 0 in wanted:
-
-        def pre_hook(module, args, kwargs):
-            store(0, args[0] if args else kwargs["hidden_states"])
-
-        handles.append(blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-    for row in wanted:
-        if row == 0:
-            continue
-
-        def hook(module, args, output, row=row):
-            store(row, output)
-
-        handles.append(blocks[row - 1].register_forward_hook(hook))
+        entry = taps.stream_in if taps.stream_in is not None else blocks[0]
+        handles.append(entry.register_forward_pre_hook(pre_hook, with_kwargs=True))
+    n_hooked = len(blocks) if taps.calls is not None else min(last, len(blocks))
+    for index, block in enumerate(list(blocks)[:n_hooked]):
+        module = block.get_submodule(taps.block_out) if taps.block_out else block
+        handles.append(module.register_forward_hook(lambda m, a, o, index=index: hook(m, a, o, index)))
     try:
         yield captured
     finally:
         for h in handles:
             h.remove()
+
+
+def read_streams(captured: dict[int, torch.Tensor], blocks, n_tokens: int, rows=None) -> dict[int, torch.Tensor]:
+    """Captured block streams (``rows`` of them; default all) as ``(batch, seq, d_model)``: merged
+    (several streams per position, or a mix with earlier rows), permuted (sequence- or
+    channels-first layouts) and sliced (ProphetNet's stream slots, CPM-Ant's prompt)."""
+    taps = _taps(blocks)
+    out = {}
+    for row in sorted(captured) if rows is None else rows:
+        h = captured[row]
+        if taps.merge is not None:  # e.g. DeepSeek-V4's hc_head over its hc_mult streams
+            h = taps.merge(h, [captured[i] for i in taps.history if i < row])
+        if taps.order is not None:  # e.g. XLNet's (seq, batch, d) streams, as (batch, seq, d)
+            h = h.permute(*taps.order)
+        if taps.slot:  # e.g. ProphetNet's first predicting stream, beside its main stream
+            h = h[:, taps.slot * n_tokens : (taps.slot + 1) * n_tokens]
+        if taps.skip:  # e.g. CPM-Ant's prompt positions, ahead of the input
+            h = h[:, taps.skip :]
+        out[row] = h
+    return out
 
 
 @contextmanager
@@ -134,12 +172,10 @@ def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], *
     missing = set(rows) - set(captured)
     if missing:
         raise UnsupportedModelError(f"the forward pass never reached stream rows {sorted(missing)}")
-    config = getattr(model, "config", None)
-    order = stream_order(config)
-    if order is not None:  # e.g. XLNet's (seq, batch, d) streams, as (batch, seq, d)
-        captured.update({row: h.permute(*order) for row, h in captured.items()})
-    slot = stream_slot(config)
-    if slot:  # e.g. ProphetNet's first predicting stream, beside its main stream
-        T = inputs["decoder_input_ids" if "decoder_input_ids" in inputs else "input_ids"].shape[1]
-        captured.update({row: h[:, slot * T : (slot + 1) * T] for row, h in captured.items()})
-    return captured
+    T = (
+        inputs["decoder_input_ids" if "decoder_input_ids" in inputs else "input_ids"].shape[1]
+        if _taps(blocks).slot
+        else 0
+    )
+    with torch.inference_mode():
+        return read_streams(captured, blocks, T, sorted(set(rows)))

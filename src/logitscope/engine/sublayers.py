@@ -49,7 +49,7 @@ def sublayer_tap(parts, config) -> SublayerTap:
     from ..arch.registry import block_layout
 
     found = block_layout(config)
-    if found is None or parts.kind == "masked":
+    if found is None or parts.kind == "masked" or not parts.blocks.taps.plain:
         raise UnsupportedModelError(
             f"the sub-layer lens does not know where the stream after attention is in architecture "
             f"{parts.model_type!r}: post-norm blocks (BERT, RoBERTa, BART, OPT-350m) have none that the "

@@ -48,7 +48,7 @@ SEQ = 6
 SRC = [(7 + 13 * i) % arch_small.V for i in range(SEQ)]  # avoids the special ids 0..6
 TGT = [14, 52, 9, 30]
 ATOL = 1e-4  # on entropy, KL and log-probs (nats); float32 model, float64 oracle
-TIME_LIMIT_S = 120  # per class; generous: CI machines are shared
+TIME_LIMIT_S = 600  # per class; generous: CI machines are shared (most classes take seconds)
 
 
 @dataclass
@@ -250,6 +250,8 @@ def check(entry: Entry) -> Outcome:
     for row in range(n_blocks + 1):
         try:
             logp = full if row == n_blocks else oracle(model, parts.spec.blocks, row, repeated=repeated)
+        except TimeoutError:
+            raise  # the class's time limit, not a failing oracle
         except Exception as err:  # noqa: BLE001 - the cut model fails
             try:  # a model that needs at least one block: row 0 through one pass-through block
                 if row != 0:

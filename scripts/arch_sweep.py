@@ -215,6 +215,8 @@ def build_and_run(entry: Entry):
                 if not torch.isfinite(full).all():
                     raise ValueError("the small model's own logits are not finite")
                 return model, full
+            except TimeoutError:
+                raise
             except Exception as err:  # noqa: BLE001 - try the next config; report the first failure
                 first = first or err
     raise first
@@ -230,6 +232,8 @@ def check(entry: Entry) -> Outcome:
         return Outcome(entry, "not-buildable", arch_small.NOT_BUILDABLE[entry.class_name])
     try:
         model, full = build_and_run(entry)
+    except TimeoutError:
+        raise
     except Exception as err:  # noqa: BLE001 - any failure to build or run is reported, not raised
         return Outcome(entry, "not-buildable", _first_line(err))
     try:
@@ -239,6 +243,8 @@ def check(entry: Entry) -> Outcome:
         parts = scope.parts
     except UnsupportedModelError as err:
         return Outcome(entry, "refused", str(err).split(". Refusing")[0][:300])
+    except TimeoutError:
+        raise  # the class's time limit (reported by sweep() as too slow), not a crash
     except Exception as err:  # noqa: BLE001
         return Outcome(entry, "crash", _first_line(err))
     stats = (res.entropy, res.kl_to_final, res.target_logprob, res.target_ids)

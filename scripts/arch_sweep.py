@@ -19,6 +19,7 @@ Usage::
     python scripts/arch_sweep.py                 # print the table and the counts
     python scripts/arch_sweep.py --only llama t5 # a few model types or class names
     python scripts/arch_sweep.py --write-docs    # also regenerate docs/architectures.md
+    python scripts/arch_sweep.py --jobs 4        # the classes split over 4 processes
 """
 
 from __future__ import annotations
@@ -385,10 +386,39 @@ def write_docs(outcomes: list[Outcome], seconds: float) -> Path:
     return path
 
 
+def sweep_in_processes(jobs: int, selected: list[str] | None = None, *, log=None) -> list[Outcome]:
+    """:func:`sweep` split over ``jobs`` processes (classes dealt round-robin), outcomes in sweep order."""
+    import json
+    import subprocess
+    import tempfile
+
+    names = [e.class_name for e in entries() if not selected or {e.class_name, *e.model_types} & set(selected)]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i in range(jobs):
+            out = Path(tmp) / f"{i}.json"
+            cmd = [sys.executable, __file__, "--dump", str(out), "--only", *names[i::jobs]]
+            procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True), out))
+        by_class = {}
+        for proc, out in procs:
+            for line in proc.stdout:
+                if log is not None and " classes: " not in line:  # a shard's own summary line
+                    print(line, end="", flush=True)
+            proc.wait()
+            for row in json.loads(out.read_text()):
+                entry = Entry(row["class_name"], row["model_types"], row["mappings"])
+                by_class[entry.class_name] = Outcome(
+                    entry, row["status"], row["reason"], row["max_diff"], row["seconds"]
+                )
+    return [by_class[n] for n in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="model types or class names to check")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/architectures.md")
+    parser.add_argument("--jobs", type=int, default=1, help="check the classes in this many processes")
+    parser.add_argument("--dump", help=argparse.SUPPRESS)  # (--jobs) write the outcomes as JSON here
     args = parser.parse_args(argv)
 
     def log(o: Outcome) -> None:
@@ -396,7 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{o.status:13} {o.seconds:5.1f}s {o.entry.class_name:45}{diff} {o.reason[:150]}", flush=True)
 
     t0 = time.perf_counter()
-    outcomes = sweep(args.only, log=log)
+    if args.jobs > 1:
+        outcomes = sweep_in_processes(args.jobs, args.only, log=log)
+    else:
+        outcomes = sweep(args.only, log=log)
+    if args.dump:
+        import json
+        from dataclasses import asdict
+
+        rows = [{**asdict(o.entry), **{k: v for k, v in asdict(o).items() if k != "entry"}} for o in outcomes]
+        Path(args.dump).write_text(json.dumps(rows))
     seconds = time.perf_counter() - t0
     print(f"{summary(outcomes)} in {seconds:.0f} s")
     if args.write_docs:

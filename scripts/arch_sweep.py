@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,30 +386,38 @@ def write_docs(outcomes: list[Outcome], seconds: float) -> Path:
     return path
 
 
-def sweep_in_processes(jobs: int, selected: list[str] | None = None, *, log=None) -> list[Outcome]:
-    """:func:`sweep` split over ``jobs`` processes (classes dealt round-robin), outcomes in sweep order."""
+def _row(o: Outcome) -> dict:
+    return {**asdict(o.entry), **{k: v for k, v in asdict(o).items() if k != "entry"}}
+
+
+def _outcome(row: dict) -> Outcome:
+    entry = Entry(row["class_name"], row["model_types"], row["mappings"])
+    return Outcome(entry, row["status"], row["reason"], row["max_diff"], row["seconds"])
+
+
+def sweep_in_processes(jobs: int, selected: list[str] | None = None, *, folder: Path) -> list[Outcome]:
+    """:func:`sweep` split over ``jobs`` processes (classes dealt round-robin), outcomes in sweep order.
+
+    Each process appends one JSON line per class to ``folder/<i>.jsonl`` as it goes.
+    """
     import json
     import subprocess
-    import tempfile
 
     names = [e.class_name for e in entries() if not selected or {e.class_name, *e.model_types} & set(selected)]
-    with tempfile.TemporaryDirectory() as tmp:
-        procs = []
-        for i in range(jobs):
-            out = Path(tmp) / f"{i}.json"
-            cmd = [sys.executable, __file__, "--dump", str(out), "--only", *names[i::jobs]]
-            procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True), out))
-        by_class = {}
-        for proc, out in procs:
-            for line in proc.stdout:
-                if log is not None and " classes: " not in line:  # a shard's own summary line
-                    print(line, end="", flush=True)
-            proc.wait()
-            for row in json.loads(out.read_text()):
-                entry = Entry(row["class_name"], row["model_types"], row["mappings"])
-                by_class[entry.class_name] = Outcome(
-                    entry, row["status"], row["reason"], row["max_diff"], row["seconds"]
-                )
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(jobs):
+        out = folder / f"{i}.jsonl"
+        out.write_text("")
+        cmd = [sys.executable, __file__, "--dump", str(out), "--only", *names[i::jobs]]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+    for proc in procs:
+        proc.wait()
+    by_class = {}
+    for i in range(jobs):
+        for line in (folder / f"{i}.jsonl").read_text().splitlines():
+            o = _outcome(json.loads(line))
+            by_class[o.entry.class_name] = o
     return [by_class[n] for n in names]
 
 
@@ -418,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="model types or class names to check")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/architectures.md")
     parser.add_argument("--jobs", type=int, default=1, help="check the classes in this many processes")
-    parser.add_argument("--dump", help=argparse.SUPPRESS)  # (--jobs) write the outcomes as JSON here
+    parser.add_argument("--jobs-dir", help="(--jobs) where the processes write their outcomes (default: a temp dir)")
+    parser.add_argument("--dump", help=argparse.SUPPRESS)  # (--jobs) append each outcome as a JSON line here
     args = parser.parse_args(argv)
 
     def log(o: Outcome) -> None:
@@ -427,15 +436,22 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     if args.jobs > 1:
-        outcomes = sweep_in_processes(args.jobs, args.only, log=log)
-    else:
-        outcomes = sweep(args.only, log=log)
-    if args.dump:
-        import json
-        from dataclasses import asdict
+        import tempfile
 
-        rows = [{**asdict(o.entry), **{k: v for k, v in asdict(o).items() if k != "entry"}} for o in outcomes]
-        Path(args.dump).write_text(json.dumps(rows))
+        folder = Path(args.jobs_dir or tempfile.mkdtemp(prefix="arch_sweep-"))
+        outcomes = sweep_in_processes(args.jobs, args.only, folder=folder)
+        for o in outcomes:
+            log(o)
+    else:
+        if args.dump:
+            import json
+
+            def log(o: Outcome, log=log) -> None:  # noqa: F811 - also append it to the dump
+                with open(args.dump, "a") as f:
+                    f.write(json.dumps(_row(o)) + "\n")
+                log(o)
+
+        outcomes = sweep(args.only, log=log)
     seconds = time.perf_counter() - t0
     print(f"{summary(outcomes)} in {seconds:.0f} s")
     if args.write_docs:

@@ -36,7 +36,7 @@ def first_tensor(x) -> torch.Tensor:
 
 @contextmanager
 def capture_streams(
-    blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True
+    blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True, graph_from: int | None = None
 ) -> Iterator[dict[int, torch.Tensor]]:
     """Hook ``blocks`` so the next forward fills a dict ``{row: (batch, seq, d_model) tensor}``.
 
@@ -44,6 +44,9 @@ def capture_streams(
         blocks: the model's block list.
         rows: stream rows wanted, each in ``0..len(blocks)``.
         stop: abort the forward after the last wanted row (use :func:`run_captured`).
+        graph_from: keep the rows in the autograd graph (not detached) and make row
+            ``graph_from`` (one of ``rows``) its leaf, so gradients with respect to every captured
+            row can be taken (the Jacobian-lens fit). Needs grad mode and frozen parameters.
     """
     captured: dict[int, torch.Tensor] = {}
     wanted = sorted(set(rows))
@@ -56,7 +59,12 @@ def capture_streams(
                 f"block {row - 1 if row else 0} ran twice in one forward (shared layers?); "
                 "the lens needs one call per block"
             )
-        captured[row] = first_tensor(x).detach()
+        h = first_tensor(x)
+        if graph_from is None:
+            h = h.detach()
+        elif row == graph_from:
+            h.requires_grad_(True)  # a leaf (frozen parameters, integer inputs): the graph starts here
+        captured[row] = h
         if stop and row == last:
             raise _StopForward
 
@@ -124,9 +132,16 @@ def pad_guard(blocks: nn.ModuleList, real: torch.Tensor | None) -> Iterator[None
             h.remove()
 
 
-def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], **inputs) -> dict[int, torch.Tensor]:
-    """One forward pass of ``model(**inputs)`` that returns the captured stream rows."""
-    with capture_streams(blocks, rows) as captured, torch.inference_mode():
+def run_captured(
+    model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], *, graph_from: int | None = None, **inputs
+) -> dict[int, torch.Tensor]:
+    """One forward pass of ``model(**inputs)`` that returns the captured stream rows.
+
+    With ``graph_from`` (see :func:`capture_streams`) the forward records the autograd graph from
+    that row on instead of running in inference mode.
+    """
+    grad = torch.inference_mode() if graph_from is None else torch.enable_grad()
+    with capture_streams(blocks, rows, graph_from=graph_from) as captured, grad:
         try:
             model(**inputs)
         except _StopForward:

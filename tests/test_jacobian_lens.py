@@ -80,7 +80,7 @@ def test_identity_lens_is_the_logit_lens_and_batches_match():
 
 def test_float16_save_load_round_trip_and_plain_torch_load(tmp_path):
     lens = _random_lens()
-    lens.metadata.update(model="tiny", skip_first=16, corpus=str(tmp_path))
+    lens.metadata.update(model="tiny", skip_first=16, corpus=str(tmp_path), torch=torch.__version__)  # a str subclass
     path = lens.save(tmp_path / "lens.pt")
     raw = torch.load(path, weights_only=True)  # plain torch, no logitscope class inside
     assert set(raw) == {"J", "n_prompts", "source_layers", "d_model", "metadata"}

@@ -287,9 +287,16 @@ def read_state(file: Path) -> dict:
 
 
 def _plain(value, where: str):
-    """``value`` if it is made of str/int/float/bool/None, lists and str-keyed dicts (weights_only-safe)."""
-    if isinstance(value, _PLAIN):
-        return value
+    """``value`` as plain str/int/float/bool/None, lists and str-keyed dicts (weights_only-safe).
+
+    Subclasses are converted to the base type: ``torch.__version__`` is a ``str`` subclass that
+    ``torch.load(weights_only=True)`` would refuse to unpickle.
+    """
+    if value is None or isinstance(value, bool):
+        return value if value is None else bool(value)
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v, where) for v in value]
     if isinstance(value, dict):

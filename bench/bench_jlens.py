@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 import logitscope
+from logitscope.arch.weights import frozen
 from logitscope.engine.capture import run_captured
-from logitscope.jacobian.fit import frozen
 from logitscope.jacobian.prompts import iter_prompts
 
 HELDOUT = Path(__file__).resolve().parents[1] / "src" / "logitscope" / "demo_model" / "heldout.txt"

@@ -16,12 +16,12 @@ duration: no weight gradient, no optimizer.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from ..arch.weights import frozen
 from ..data.distributed import DistContext
 from ..errors import EmptyInputError, InputError, UnsupportedModelError
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -78,19 +78,6 @@ def _check_settings(skip_first, max_seq_len, dim_batch, n_prompts, save_every, l
         raise InputError(f"n_prompts must be a positive integer or None, not {n_prompts!r}")
     if not is_int(save_every, 0):
         raise InputError(f"save_every must be an integer >= 0, not {save_every!r}")
-
-
-@contextmanager
-def frozen(model) -> Iterator[None]:
-    """``requires_grad_(False)`` on every parameter for the duration (restored afterwards)."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def fit_jacobian_lens(

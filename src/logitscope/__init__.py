@@ -17,6 +17,7 @@ _LAZY = {
     "LensResult": "lens.result",
     "LayerLogits": "lens.layer_logits",
     "TunedLens": "tuned",
+    "JacobianLens": "jacobian",
     "LogitscopeError": "errors",
     "ModelNotFoundError": "errors",
     "CorruptWeightsError": "errors",

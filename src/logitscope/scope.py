@@ -109,8 +109,9 @@ class Scope:
         lens=None,
         strict: bool = True,
         sublayers: bool = False,
+        jacobian=None,
     ):
-        """Run the logit lens (or, with ``lens=`` / ``tuned=``, another lens).
+        """Run the logit lens (or, with ``lens=`` / ``tuned=`` / ``jacobian=``, another lens).
 
         Args:
             inputs: text, a list of token ids or a 1-D LongTensor (→ one ``LensResult``), or a
@@ -136,23 +137,15 @@ class Scope:
             strict: refuse a lens whose unembedding hash differs from the model's.
             sublayers: also show each block's stream after attention, as a row ``"3.attn"``
                 before row ``"3"`` (``"3.in+attn"`` for parallel blocks; docs/inside.md).
+            jacobian: a :class:`~logitscope.jacobian.JacobianLens`, a J-lens file or ``"demo"``: row
+                ``l + 1`` becomes ``tail(h @ J_lᵀ)`` for each fitted block ``l`` (docs/jacobian_lens.md).
         """
         from .lens.run import run_lens
 
         return run_lens(
-            self,
-            inputs,
-            target=target,
-            track=track,
-            layers=layers,
-            top_k=top_k,
-            batch_size=batch_size,
-            truncate=truncate,
-            tuned=tuned,
-            lens=lens,
-            strict=strict,
-            sublayers=sublayers,
-        )
+            self, inputs, target=target, track=track, layers=layers, top_k=top_k, batch_size=batch_size,
+            truncate=truncate, tuned=tuned, lens=lens, strict=strict, sublayers=sublayers, jacobian=jacobian,
+        )  # fmt: skip
 
     # -- logits and embeddings (logits.py, embeddings.py) -------------------------------------
     def logits(
@@ -333,6 +326,7 @@ class Scope:
         progress=None,
         tuned=None,
         strict: bool = True,
+        jacobian=None,
     ):
         """Per-layer cross-entropy, bits per byte, KL to final, entropy and top-1 curves over a corpus.
 
@@ -356,28 +350,32 @@ class Scope:
             progress: ``callback(tokens_done, total_estimate)`` after every batch.
             tuned: also evaluate this tuned lens (a :class:`~logitscope.tuned.TunedLens`, a folder
                 or ``"demo"``) from the same forward passes; ``strict``: refuse a hash mismatch.
+            jacobian: also evaluate this Jacobian lens (a :class:`~logitscope.jacobian.JacobianLens`,
+                a file or ``"demo"``) from the same forward passes.
 
         Returns:
-            :class:`~logitscope.evaluate.EvalResult`; with ``tuned``, a
-            :class:`~logitscope.evaluate.lens_comparison.LensComparison` (``.logit``, ``.tuned``).
+            :class:`~logitscope.evaluate.EvalResult`; with ``tuned`` and/or ``jacobian``, a
+            :class:`~logitscope.evaluate.lens_comparison.LensComparison` (``.logit``, ``.tuned``, ``.jacobian``).
         """
         from .evaluate import run_eval
 
         return run_eval(
-            self,
-            data,
-            max_tokens=max_tokens,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            ci=ci,
-            confidence=confidence,
-            n_boot=n_boot,
-            seed=seed,
-            dist=dist,
-            progress=progress,
-            tuned=tuned,
-            strict=strict,
-        )
+            self, data, max_tokens=max_tokens, seq_len=seq_len, batch_size=batch_size, ci=ci, confidence=confidence,
+            n_boot=n_boot, seed=seed, dist=dist, progress=progress, tuned=tuned, strict=strict, jacobian=jacobian,
+        )  # fmt: skip
+
+    def fit_jacobian_lens(self, prompts, **settings):
+        """Fit a Jacobian lens (Gurnee et al. 2026) on ``prompts``: texts or token-id lists (one prompt
+        each) or a corpus path; the settings (``skip_first=16``, ``max_seq_len=128``, ``dim_batch=8``,
+        ``source_layers``, ``target_layer``, ``n_prompts``, ``out``, ``checkpoint``, ``resume``,
+        ``save_every``, ``dist``, ``progress``, ``metadata``) are :func:`logitscope.jacobian.fit.fit`'s.
+
+        Returns:
+            :class:`~logitscope.jacobian.JacobianLens` (docs/jacobian_lens.md).
+        """
+        from .jacobian.fit import fit
+
+        return fit(self, prompts, **settings)
 
     def train_lens(self, data, *, out=None, checkpoint=None, resume: bool = False, progress: bool = False, **settings):
         """Train a tuned lens (Belrose et al. 2023) for this model on ``data``; docs/tuned_lens.md.

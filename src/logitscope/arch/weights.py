@@ -8,7 +8,24 @@ only the (finite) input embeddings (``info``, ``embed``, ``nearest``) still work
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ..errors import CorruptWeightsError, InputError
+
+
+@contextmanager
+def frozen(model) -> Iterator[None]:
+    """``requires_grad_(False)`` on every parameter for the duration, restored afterwards: gradients
+    reach only activations (a lens's own parameters), never the model's weights."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def check_model(model, tokenizer=None) -> None:

@@ -20,6 +20,7 @@ COMMANDS = [
     "info",
     "eval",
     "train_lens",
+    "fit_jlens",
     "serve",
     "attribute",
     "diff",

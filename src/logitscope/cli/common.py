@@ -54,6 +54,12 @@ CLI_WORDS: list[tuple[str, str]] = [
     (r"\bmax_tokens\b", "--max-tokens"),
     (r"\bn_boot\b", "--n-boot"),
     (r"\bdevice_map\b", "--device-map"),
+    (r"\bmax_seq_len\b", "--max-seq-len"),
+    (r"\bskip_first\b", "--skip-first"),
+    (r"\bdim_batch\b", "--dim-batch"),
+    (r"\bsource_layers\b", "--source-layers"),
+    (r"\btarget_layer\b", "--target-layer"),
+    (r"give tuned= or jacobian=", "give --tuned or --jacobian"),
 ]  # fmt: skip
 
 

@@ -40,6 +40,7 @@ def eval_command(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write curves.png and curves.html."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
     tuned: str | None = typer.Option(None, "--tuned", help="Also evaluate a tuned lens (a tuned-lens folder, or 'demo'), side by side."),
+    jacobian: str | None = typer.Option(None, "--jacobian", help="Also evaluate a Jacobian lens (a J-lens file, or 'demo'), side by side."),
     compare: str | None = typer.Option(None, "--compare", help="Model B: also write per-layer KL(A || B) and top-1 agreement curves (compare.json, compare.png; docs/inside.md)."),
 ) -> None:  # fmt: skip
     """Evaluate MODEL on a corpus: per-layer curves averaged over every token."""
@@ -81,6 +82,11 @@ def eval_command(
             from ..tuned import TunedLens
 
             lens = TunedLens.load(tuned, scope=scope)
+        jlens = None
+        if jacobian is not None:
+            from ..jacobian import JacobianLens
+
+            jlens = JacobianLens.load(jacobian, scope=scope)
         scope_b = None
         if compare is not None:  # loaded and checked against A before the run (cli/diff.py)
             from .diff import load_compare
@@ -99,13 +105,14 @@ def eval_command(
                 dist=ctx,
                 progress=progress,
                 tuned=lens,
+                jacobian=jlens,
             )
         if ctx.is_main:
             result.meta["data"] = data
             from ..evaluate.result import run_files
 
             paths = run_files(result.save(out, plots=plots), plots)
-            if lens is None:
+            if lens is None and jlens is None:
                 _print_summary(result, paths)
             else:
                 from ..evaluate.lens_comparison import print_comparison

@@ -151,6 +151,9 @@ def lens(
     lens_path: str | None = typer.Option(
         None, "--lens", help="Use any lens: a lens folder or file (its kind is read from it), 'logit' or 'demo'."
     ),
+    jacobian: str | None = typer.Option(
+        None, "--jacobian", help="Use a Jacobian lens: a J-lens file (.pt), or 'demo' (docs/jacobian_lens.md)."
+    ),
     sublayers: bool = typer.Option(
         False, "--sublayers", help="Add each block's stream after attention as a row 'L.attn' (docs/inside.md)."
     ),
@@ -172,8 +175,8 @@ def lens(
         fail("--track is empty: give a single-token string such as ' the', or a token id")
     fmt = pick_format(fmt, out)
     check_options(fmt, out, plot, trajectory, position, track)
-    if tuned is not None and lens_path is not None:
-        fail("give --lens or --tuned, not both")
+    if sum(x is not None for x in (tuned, lens_path, jacobian)) > 1:
+        fail("give one of --lens, --tuned and --jacobian: a result holds one lens")
     layer_list = parse_layers(layers)
     scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
@@ -183,6 +186,10 @@ def lens(
         from ..lens.select import pick_lens
 
         kwargs["lens"] = pick_lens(scope, lens=lens_path, tuned=tuned)
+    if jacobian is not None:
+        from ..jacobian import JacobianLens
+
+        kwargs["lens"] = JacobianLens.load(jacobian, scope=scope)
     results = run_all(scope, items, target, batch_size=batch_size, **kwargs)
     position = -1 if position is None else position
     if trajectory is not None or (fmt == "table" and track):  # --position is used: check it before writing

@@ -47,6 +47,11 @@ def serve(
     tuned: list[str] | None = typer.Option(
         None, "--tuned", help="NAME=DIR: attach a tuned-lens folder to served model NAME (repeatable; demo has one)."
     ),
+    jacobian: list[str] | None = typer.Option(
+        None,
+        "--jacobian",
+        help="NAME=FILE: attach a Jacobian-lens file to served model NAME (repeatable; demo has one).",
+    ),
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
@@ -70,6 +75,12 @@ def serve(
         if not sep or not name or not folder:
             raise InputError(f"--tuned {item!r}: expected NAME=DIR (a served model's name and a tuned-lens folder)")
         folders[name] = folder
+    files = {}
+    for item in jacobian or []:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--jacobian {item!r}: expected NAME=FILE (a served model's name and a J-lens file)")
+        files[name] = file
     sock = bind(host, port)
     from ..serve.models import load_scopes
 
@@ -85,6 +96,7 @@ def serve(
         allowed_hosts=allow_host or (),
         limits=Limits(max_tokens=max_tokens, max_queue=max_queue),
         tuned=folders,
+        jacobian=files,
     )
     shown = "127.0.0.1" if host in ALL_INTERFACES else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown}:{sock.getsockname()[1]}/"

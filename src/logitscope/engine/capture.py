@@ -44,7 +44,7 @@ def _taps(blocks) -> StreamTaps:
 
 @contextmanager
 def capture_streams(
-    blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True
+    blocks: nn.ModuleList, rows: Sequence[int], *, stop: bool = True, graph_from: int | None = None
 ) -> Iterator[dict[int, torch.Tensor]]:
     """Hook ``blocks`` so the next forward fills a dict ``{row: stream tensor}`` (as the blocks carry it).
 
@@ -52,6 +52,9 @@ def capture_streams(
         blocks: the model's blocks (``ModelParts.blocks``; a bare block list reads as one call per block).
         rows: stream rows wanted, each in ``0..n_calls``.
         stop: abort the forward after the last wanted row (use :func:`run_captured`).
+        graph_from: keep the rows in the autograd graph (not detached) and make row
+            ``graph_from`` (one of ``rows``) its leaf, so gradients with respect to every captured
+            row can be taken (the Jacobian-lens fit). Needs grad mode and frozen parameters.
     """
     taps = _taps(blocks)
     captured: dict[int, torch.Tensor] = {}
@@ -61,7 +64,12 @@ def capture_streams(
     handles = []
 
     def store(row: int, x) -> None:
-        captured[row] = (x if isinstance(x, torch.Tensor) else first_tensor(x)).detach()
+        h = x if isinstance(x, torch.Tensor) else first_tensor(x)
+        if graph_from is None:
+            h = h.detach()
+        elif row == graph_from:
+            h.requires_grad_(True)  # a leaf (frozen parameters, integer inputs): the graph starts here
+        captured[row] = h
         if stop and row == last:
             raise _StopForward
 
@@ -162,9 +170,16 @@ def pad_guard(blocks: nn.ModuleList, real: torch.Tensor | None) -> Iterator[None
             h.remove()
 
 
-def run_captured(model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], **inputs) -> dict[int, torch.Tensor]:
-    """One forward pass of ``model(**inputs)`` that returns the captured stream rows."""
-    with capture_streams(blocks, rows) as captured, torch.inference_mode():
+def run_captured(
+    model: nn.Module, blocks: nn.ModuleList, rows: Sequence[int], *, graph_from: int | None = None, **inputs
+) -> dict[int, torch.Tensor]:
+    """One forward pass of ``model(**inputs)`` that returns the captured stream rows.
+
+    With ``graph_from`` (see :func:`capture_streams`) the forward records the autograd graph from
+    that row on instead of running in inference mode.
+    """
+    grad = torch.inference_mode() if graph_from is None else torch.enable_grad()
+    with capture_streams(blocks, rows, graph_from=graph_from) as captured, grad:
         try:
             model(**inputs)
         except _StopForward:

@@ -40,6 +40,7 @@ def run_eval(
     progress: Callable[[int, float | None], None] | None = None,
     tuned=None,
     strict: bool = True,
+    jacobian=None,
 ) -> EvalResult:
     """Implementation of :meth:`logitscope.Scope.evaluate` (see there).
 
@@ -51,13 +52,18 @@ def run_eval(
     parts = scope.require_head()
     if parts.kind != "causal":
         raise InputError(f"corpus evaluation scores next-token prediction: causal LMs only, not {parts.kind}")
-    lens = None
-    if tuned is not None:  # the tuned lens too, from the same forward: a LensComparison
+    lenses = []  # [(key, lens)]: the tuned / Jacobian lens too, from the same forward: a LensComparison
+    if tuned is not None:
         from ..lens.select import pick_lens
 
         lens = pick_lens(scope, tuned=tuned, strict=strict)
         check_rows(lens, list(range(parts.n_blocks + 1)), parts.n_blocks)
-    n_lens = 1 if lens is None else 2
+        lenses.append(("tuned", lens))
+    if jacobian is not None:  # rows it has no J for (row 0) repeat the logit lens: meta["untransformed_rows"]
+        from ..jacobian import JacobianLens
+
+        lenses.append(("jacobian", JacobianLens.load(jacobian, scope=scope, strict=strict)))
+    n_lens = 1 + len(lenses)
     dist = dist or DistContext()
     config, tok, V, L = scope.model.config, scope.tokenizer, parts.vocab_size, parts.n_blocks
     seq_len = resolve_seq_len(seq_len, config)
@@ -87,7 +93,7 @@ def run_eval(
         new = table[n_rows : n_rows + len(batch)]
         new[:, 0], new[:, 1] = [i for i, _ in batch], y.shape[1]
         new[:, 2] = byte_len[y].sum(1) if byte_len is not None else 0
-        new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk, lens).reshape(len(batch), -1)
+        new[:, 3:] = _window_sums(scope, parts, rows, x, y, chunk, [t for _, t in lenses]).reshape(len(batch), -1)
         n_rows += len(batch)
         done += y.size
         if progress is not None:
@@ -123,11 +129,11 @@ def run_eval(
     meta.update(bytes_known=byte_len is not None, elapsed_s=round(elapsed, 3))
     meta["tokens_per_s"] = round(float(totals[-2]) / elapsed, 1) if elapsed > 0 else None
     picked = (w_ids[order], w_tok[order], w_bytes[order], w_sums[order])
-    if lens is not None:
+    if lenses:
         from .lens_comparison import LensComparison
 
         kw = dict(ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta)
-        return LensComparison.from_windows(rows, *picked, totals, lens=lens, **kw)
+        return LensComparison.from_windows(rows, *picked, totals, lenses=lenses, **kw)
     return EvalResult.from_windows(
         rows, *picked, totals, ci=ci, confidence=confidence, n_boot=n_boot, seed=seed, meta=meta
     )
@@ -153,10 +159,11 @@ def _check_args(max_tokens, seq_len, batch_size, ci, confidence, n_boot) -> None
         raise InputError(f"n_boot must be an integer of at least 1, not {n_boot!r}")
 
 
-def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int, lens=None) -> np.ndarray:
+def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, chunk: int, lenses=()) -> np.ndarray:
     """(B, S, 5) float64 per-window sums for a batch of equal-length windows, inputs x and targets y (B, T).
 
-    With a tuned ``lens``, (B, 2S, 5): the logit lens's S rows, then the tuned lens's.
+    With ``lenses`` (Lens-protocol objects: a tuned, a Jacobian lens), (B, kS, 5): the logit lens's S
+    rows, then each lens's; a row a lens does not cover (a Jacobian lens's row 0) is the logit lens's.
     """
     B, T = x.shape
     S = len(rows)
@@ -167,14 +174,15 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, ch
     del captured
     targets = torch.from_numpy(y.reshape(-1))
     kw = dict(targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head)
-    st = stream_stats(streams, parts.unembed, **kw)
-    if lens is not None:
-        tuned = _sums(stream_stats(apply_lens(lens, streams, rows, rows[-1]), parts.unembed, **kw), targets, S, B, T)
+    L = rows[-1]
+    outs = [_sums(stream_stats(streams, parts.unembed, **kw), targets, S, B, T)]
+    for j, lens in enumerate(lenses):  # the last lens may transform the streams in place
+        own = streams if j == len(lenses) - 1 else streams.clone()
+        covered = [r if r == L or lens.covers(r) else L for r in rows]  # uncovered rows pass as the final: untouched
+        outs.append(_sums(stream_stats(apply_lens(lens, own, covered, L), parts.unembed, **kw), targets, S, B, T))
+        del own
     del streams
-    out = _sums(st, targets, S, B, T)
-    if lens is not None:
-        out = torch.cat([out, tuned])  # (2S, B, 5)
-    return out.transpose(0, 1).numpy()
+    return torch.cat(outs).transpose(0, 1).numpy()  # (B, kS, 5)
 
 
 def _sums(st, targets: torch.Tensor, S: int, B: int, T: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ from ..engine.inputs import Encoded, check_top_k, display_tokens, encode_all, le
 from ..engine.lens import Lens, is_identity
 from ..engine.rows import Row, block_of, is_sublayer, names_sublayers, parse_rows, row_name
 from ..engine.run import check_rows, lens_stats
+from ..errors import InputError
 from .result import LensResult
 from .select import pick_lens
 
@@ -51,9 +52,16 @@ def run_lens(
     lens=None,
     strict: bool = True,
     sublayers: bool = False,
+    jacobian=None,
 ):
     """Implementation of :meth:`logitscope.Scope.lens` (see there)."""
     parts = scope.require_head()
+    if jacobian is not None:  # a JacobianLens, a J-lens file, or "demo" (the demo model's)
+        if lens is not None or tuned is not None:
+            raise InputError("give jacobian= alone, not with lens= or tuned=: a result holds one lens")
+        from ..jacobian import JacobianLens
+
+        lens = JacobianLens.load(jacobian)
     chosen = pick_lens(scope, lens=lens, tuned=tuned, strict=strict)
     rows, tap = lens_rows(scope, chosen, layers, sublayers=sublayers)
     vocab_size = parts.vocab_size

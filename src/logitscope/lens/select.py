@@ -75,10 +75,9 @@ def _is_jacobian(path: Path) -> bool:
 
 
 def _load_jacobian(path: Path) -> Lens:
-    # The hook for the Jacobian lens (logitscope.jacobian): its loader goes here, e.g.
-    #     from ..jacobian import JacobianLens
-    #     return JacobianLens.load(path)
-    raise InputError(f"{path} is a Jacobian lens file, but this logitscope has no Jacobian lens yet")
+    from ..jacobian import JacobianLens
+
+    return JacobianLens.load(path)
 
 
 # Tried in order; the first kind whose ``detect`` accepts the path loads it.

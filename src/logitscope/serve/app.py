@@ -77,6 +77,7 @@ def create_app(
     allowed_hosts=(),
     limits: Limits | None = None,
     tuned: dict[str, Any] | None = None,
+    jacobian: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The viewer app around already-loaded models.
 
@@ -86,9 +87,10 @@ def create_app(
         allowed_hosts: further accepted Host names.
         limits: request limits (default :class:`~logitscope.serve.limits.Limits`).
         tuned: ``{name: tuned-lens folder}`` attached at start (the demo model gets its shipped one).
+        jacobian: ``{name: J-lens file}`` attached at start (the demo model gets its shipped one).
     """
     limits = limits or Limits()
-    entries = build_entries(scopes, limits.max_queue, tuned)
+    entries = build_entries(scopes, limits.max_queue, tuned, jacobian)
     app = FastAPI(
         title="logitscope",
         summary="An exact logit lens of local models: top-k and statistics at every layer and position.",

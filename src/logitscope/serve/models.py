@@ -27,6 +27,7 @@ class Entry:
             compared only when these are equal.
         summary: what ``GET /api/models`` says about it.
         tuned: its tuned lens (``--tuned NAME=DIR``, or the shipped one for the demo model), or ``None``.
+        jacobian: its Jacobian lens (``--jacobian NAME=FILE``, or the demo model's shipped one), or ``None``.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Entry:
     vocab_key: str | None
     summary: dict[str, Any] = field(default_factory=dict)
     tuned: Any = None
+    jacobian: Any = None
 
 
 def vocab_fingerprint(scope) -> str | None:
@@ -88,30 +90,56 @@ def find_tuned(scope, folder=None):
     return demo
 
 
-def build_entries(scopes: dict[str, Any], max_queue: int, tuned: dict[str, Any] | None = None) -> dict[str, Entry]:
+def find_jacobian(scope, file=None):
+    """The Jacobian lens of a served model: ``file`` (checked against the model), else the shipped
+    demo lens when it fits ``scope`` (width, blocks and unembedding hash), else ``None``."""
+    from ..errors import LogitscopeError
+    from ..jacobian import JacobianLens
+
+    if file is not None:
+        return JacobianLens.load(file, scope=scope)
+    if scope.parts is None:
+        return None
+    try:
+        demo = JacobianLens.load("demo")
+        if not demo.metadata.get("unembed_hash"):
+            return None  # no fingerprint: never attach the demo lens to a look-alike model
+        demo.check(scope)
+    except LogitscopeError:
+        return None
+    return demo
+
+
+def build_entries(
+    scopes: dict[str, Any], max_queue: int, tuned: dict[str, Any] | None = None, jacobian: dict[str, Any] | None = None
+) -> dict[str, Entry]:
     """Wrap named scopes as :class:`Entry` objects, each with its own queue.
 
     Args:
         scopes: ``{name: Scope}``.
         max_queue: requests waiting per model.
         tuned: ``{name: tuned-lens folder}`` given at start (``--tuned NAME=DIR``).
+        jacobian: ``{name: J-lens file}`` given at start (``--jacobian NAME=FILE``).
 
     Raises:
-        InputError: ``tuned`` names a model the server does not hold.
+        InputError: ``tuned`` or ``jacobian`` names a model the server does not hold.
     """
     from ..errors import InputError
 
     if not scopes:
         raise ValueError("serve needs at least one model")
-    tuned = dict(tuned or {})
-    unknown = set(tuned) - set(scopes)
-    if unknown:
-        raise InputError(f"--tuned names {', '.join(sorted(unknown))}; the served models are: {', '.join(scopes)}")
+    tuned, jacobian = dict(tuned or {}), dict(jacobian or {})
+    for flag, given in (("--tuned", tuned), ("--jacobian", jacobian)):
+        unknown = set(given) - set(scopes)
+        if unknown:
+            raise InputError(f"{flag} names {', '.join(sorted(unknown))}; the served models are: {', '.join(scopes)}")
     out = {}
     for name, scope in scopes.items():
         entry = Entry(name, scope, Slot(name, max_queue), vocab_fingerprint(scope), summarize(name, scope))
         entry.tuned = find_tuned(scope, tuned.get(name))
         entry.summary["tuned_lens"] = entry.tuned.describe() if entry.tuned is not None else None
+        entry.jacobian = find_jacobian(scope, jacobian.get(name))
+        entry.summary["jacobian_lens"] = entry.jacobian.describe() if entry.jacobian is not None else None
         out[name] = entry
     return out
 

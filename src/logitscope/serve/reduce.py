@@ -30,18 +30,19 @@ def check_tokens(enc, limits: Limits) -> None:
 
 
 def tuned_of(entry, req):
-    """The tuned lens a request asks for (``lens="tuned"``), else ``None``.
+    """The row transform a request asks for: the tuned lens (``lens="tuned"``), the Jacobian lens
+    (``lens="jacobian"``), else ``None`` (the logit lens).
 
     Raises:
-        InputError: the model has no tuned lens on this server.
+        InputError: the model has no such lens on this server.
     """
-    if req.lens != "tuned":
+    if req.lens == "logit":
         return None
-    if entry.tuned is None:
-        raise InputError(
-            f"model {entry.name!r} has no tuned lens on this server; start it with --tuned {entry.name}=DIR"
-        )
-    return entry.tuned
+    lens = entry.tuned if req.lens == "tuned" else entry.jacobian
+    if lens is None:
+        flag = "--tuned NAME=DIR" if req.lens == "tuned" else "--jacobian NAME=FILE"
+        raise InputError(f"model {entry.name!r} has no {req.lens} lens on this server; start it with {flag}")
+    return lens
 
 
 def lens_result(entry, req, limits: Limits):
@@ -52,11 +53,13 @@ def lens_result(entry, req, limits: Limits):
     """
     scope = entry.scope
     parts = scope.require_head()
-    tuned = tuned_of(entry, req)
+    transform = tuned_of(entry, req)
     check_tokens(encode_input(scope, req.text, req.target), limits)
     n_rows = max(2, (limits.max_rows + 1) // 2) if req.sublayers else limits.max_rows
     stride = int(req.stride) if req.stride else auto_stride(parts.n_blocks + 1, n_rows)
     rows = select_rows(parts.n_blocks + 1, stride)
+    if transform is not None:  # a Jacobian lens has no row 0 (nor other rows it was not fitted at)
+        rows = [r for r in rows if r == parts.n_blocks or transform.covers(r)]
     top_k = min(req.top_k, parts.vocab_size)
     res = scope.lens(
         req.text,
@@ -64,7 +67,7 @@ def lens_result(entry, req, limits: Limits):
         track=list(req.track) or None,
         layers=rows,
         top_k=top_k,
-        tuned=tuned,
+        lens=transform,
         sublayers=req.sublayers,
     )
     return res, stride

@@ -38,8 +38,9 @@ class LensRequest(_Request):
         None, ge=1, le=100_000, description="Show every stride-th layer (embed and output always); null: automatic."
     )
     sublayers: bool = Field(False, description="Also show each block's stream after attention (rows like '3.attn').")
-    lens: Literal["logit", "tuned"] = Field(
-        "logit", description="'tuned': the model's tuned lens (see GET /api/models)."
+    lens: Literal["logit", "tuned", "jacobian"] = Field(
+        "logit",
+        description="'tuned' / 'jacobian': the model's tuned or Jacobian lens (see GET /api/models).",
     )
 
 
@@ -53,8 +54,9 @@ class ColumnRequest(_Request):
     ids: list[int] = Field(default_factory=list, max_length=1000, description="Token ids to follow.")
     tokens: list[str] = Field(default_factory=list, max_length=1000, description="Single-token strings to follow.")
     sublayers: bool = Field(False, description="Also show each block's stream after attention (rows like '3.attn').")
-    lens: Literal["logit", "tuned"] = Field(
-        "logit", description="'tuned': the model's tuned lens (see GET /api/models)."
+    lens: Literal["logit", "tuned", "jacobian"] = Field(
+        "logit",
+        description="'tuned' / 'jacobian': the model's tuned or Jacobian lens (see GET /api/models).",
     )
 
 

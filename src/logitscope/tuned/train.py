@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from ..arch.weights import frozen
 from ..data.distributed import DistContext
 from ..data.windows import resolve_seq_len, token_stream, windows
 from ..engine.capture import run_captured
@@ -151,7 +151,7 @@ def train_lens(
         next(stream)
     L = parts.n_blocks
     t0 = time.perf_counter()
-    with _frozen(scope.model):
+    with frozen(scope.model):
         for step in range(start, config.steps):
             batch = [next(stream) for _ in range(n_windows)]
             mine = [w for j, w in enumerate(batch) if dist.owns(j)]
@@ -259,19 +259,6 @@ def _windows_forever(data, scope, seq_len: int, seed: int) -> Iterator[np.ndarra
         if hasattr(data, "__next__"):  # a generator or iterator cannot be read again
             raise InputError("the training data ran out (a one-shot iterator); give a path, a list, or fewer steps")
         epoch += 1
-
-
-@contextmanager
-def _frozen(model):
-    """Switch off ``requires_grad`` on every model parameter (the tail stays exact and untouched)."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 __all__ = ["TrainConfig", "train_lens", "default_path"]

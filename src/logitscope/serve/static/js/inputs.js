@@ -28,6 +28,8 @@ export function applyKind(app) {
   $("lens-kind").querySelector('[data-lens="tuned"]').disabled = !m.tuned_lens;
   $("lens-kind").title = m.tuned_lens ? `tuned lens: ${m.tuned_lens}` : "this model has no tuned lens on this server (logitscope serve --tuned NAME=DIR)";
   if (!m.tuned_lens && state.lens === "tuned") state.lens = "logit";
+  $("lens-kind").querySelector('[data-lens="jacobian"]').disabled = !m.jacobian_lens;
+  if (!m.jacobian_lens && state.lens === "jacobian") state.lens = "logit";
   setSeg($("lens-kind"), "lens", state.lens);
   lensRules(app);
 }

@@ -28,7 +28,7 @@ export function readURL() {
       const m = /^([ab]):(embed|\d+(?:\.attn|\.in\+attn)?):(\d+)$/.exec(raw);
       if (m) state.cell = { side: m[1], layer: m[2], pos: Number(m[3]) };
     } else if (name === "compare" || name === "sublayers") state[name] = raw === "1";
-    else if (name === "lens") state.lens = raw === "tuned" ? "tuned" : "logit";
+    else if (name === "lens") state.lens = raw === "tuned" || raw === "jacobian" ? raw : "logit";
     else if (NUMBERS.has(name)) { const n = parseInt(raw, 10); state[name] = Number.isFinite(n) ? n : DEFAULTS[name]; }
     else state[name] = raw;
   }

@@ -19,7 +19,7 @@ export function lensBody(app, side) {
   if (target && app.model(body.model).kind !== "masked") body.target = target;
   if (state.stride) body.stride = state.stride;
   if (state.sublayers) body.sublayers = true;
-  if (state.lens === "tuned") body.lens = "tuned";
+  if (state.lens === "tuned" || state.lens === "jacobian") body.lens = state.lens;
   return body;
 }
 

@@ -52,13 +52,15 @@ class PeakRSS:
         self.peak = max(self.peak, rss_mb() - self.base)
 
 
-def build(n_layer: int, vocab: int, threads: int):
+def build(n_layer: int, vocab: int, threads: int, d_model: int = 768, n_positions: int = 2048):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=n_layer, n_embd=768, n_head=12, vocab_size=vocab, n_positions=2048)
+    cfg = GPT2Config(
+        n_layer=n_layer, n_embd=d_model, n_head=d_model // 64, vocab_size=vocab, n_positions=max(2048, n_positions)
+    )
     model = GPT2LMHeadModel(cfg).eval()
     return model
 

@@ -1,11 +1,14 @@
 """A/B of two kernels in one process: floor, the lens with kernel A, the lens with kernel B, interleaved.
 
-Same model and input as ``bench_lens.py`` (GPT-2-small shape, random init); the three methods
-run in turn ``--repeat`` times, so a shared machine's load hits them alike. Prints lens÷floor
-for both kernels (CPU and wall time, min over repeats):
+Same model and input as ``bench_lens.py`` (GPT-2-small shape, random init; ``--vocab``,
+``--d-model``, ``--layers`` for other heads); the methods run in turn ``--repeat`` times, so a
+shared machine's load hits them alike. ``--torch-path`` adds logitscope's kernel with its
+compiled rows disabled (the fallback without a C compiler). The floor (one forward + the
+projections into one reused buffer) is the strictest. Prints lens÷floor per kernel (process
+CPU and wall time, median and min over repeats):
 
-    git show 88bda05:src/logitscope/kernel.py > /tmp/kernel_bmm.py
-    .venv/bin/python bench/bench_kernel_ab.py --kernel-a /tmp/kernel_bmm.py --tokens 512
+    PYTHONPATH=src .venv/bin/python bench/bench_kernel_ab.py --kernel-a bench/_kernel_before.py --tokens 512
+    git show 88bda05:src/logitscope/kernel.py > /tmp/kernel_bmm.py   # the bmm kernel before that
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import statistics
 import time
 
 
@@ -35,36 +39,51 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--d-model", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--torch-path", action="store_true", help="also time logitscope's kernel without its C rows")
     args = ap.parse_args()
 
     import torch
     from bench_lens import build
 
     import logitscope
+    import logitscope.engine.kernel_native as native
     import logitscope.engine.run as engine_run
     from logitscope.engine.capture import run_captured
 
-    model = build(12, 50257, args.threads)
-    ids = torch.randint(0, 50257, (1, args.tokens), generator=torch.Generator().manual_seed(1))
+    V, d, L = args.vocab, args.d_model, args.layers
+    model = build(L, V, args.threads, d_model=d, n_positions=args.tokens)
+    ids = torch.randint(0, V, (1, args.tokens), generator=torch.Generator().manual_seed(1))
     scope = logitscope.Scope(model, self_check=False)
     kernels = {"A": load_kernel(args.kernel_a), "B": load_kernel(args.kernel_b)}
+    z_buf = torch.empty(scope.chunk_size, V)
+    real_load = native.load
 
     def floor():
         with torch.inference_mode():
-            rows = list(range(13))
+            rows = list(range(L + 1))
             cap = run_captured(model, scope.parts.blocks, rows, input_ids=ids, use_cache=False)
-            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, 768)
+            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, d)
             for i in range(0, streams.shape[0], scope.chunk_size):
-                scope.parts.unembed(streams[i : i + scope.chunk_size])
+                h = streams[i : i + scope.chunk_size]
+                scope.parts.unembed(h, out=z_buf[: h.shape[0]])
 
-    def lens_with(kernel):
+    def lens_with(kernel, use_native=True):
         def run():
             engine_run.stream_stats = kernel
-            scope.lens(ids[0], top_k=5)
+            native.load = real_load if use_native else (lambda: None)
+            try:
+                scope.lens(ids[0], top_k=5)
+            finally:
+                native.load = real_load
 
         return run
 
     methods = {"floor": floor, "A": lens_with(kernels["A"]), "B": lens_with(kernels["B"])}
+    if args.torch_path:
+        methods["torch"] = lens_with(load_kernel(None), use_native=False)
     for fn in methods.values():  # warm-up
         fn()
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in methods}
@@ -74,12 +93,17 @@ def main() -> None:
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append((time.process_time() - c0, time.perf_counter() - t0))
-    cpu = {k: min(c for c, _ in v) for k, v in times.items()}
-    wall = {k: min(w for _, w in v) for k, v in times.items()}
-    for k in methods:
-        print(f"{k:6s} cpu {cpu[k]:7.2f} s  wall {wall[k]:7.2f} s")
-    print(f"T={args.tokens} lens÷floor  A: cpu {cpu['A'] / cpu['floor']:.3f} wall {wall['A'] / wall['floor']:.3f}")
-    print(f"T={args.tokens} lens÷floor  B: cpu {cpu['B'] / cpu['floor']:.3f} wall {wall['B'] / wall['floor']:.3f}")
+    for stat, agg in (("median", statistics.median), ("min", min)):
+        cpu = {k: agg([c for c, _ in v]) for k, v in times.items()}
+        wall = {k: agg([w for _, w in v]) for k, v in times.items()}
+        print(f"{stat} of {args.repeat}:")
+        for k in methods:
+            print(f"  {k:6s} cpu {cpu[k]:7.2f} s  wall {wall[k]:7.2f} s")
+        for k in list(methods)[1:]:
+            print(
+                f"  T={args.tokens} V={V} d={d} lens÷floor {k}: "
+                f"cpu {cpu[k] / cpu['floor']:.3f} wall {wall[k] / wall['floor']:.3f}"
+            )
 
 
 if __name__ == "__main__":

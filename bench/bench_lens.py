@@ -52,26 +52,28 @@ class PeakRSS:
         self.peak = max(self.peak, rss_mb() - self.base)
 
 
-def build(n_layer: int, vocab: int, threads: int):
+def build(n_layer: int, vocab: int, threads: int, d_model: int = 768, n_positions: int = 2048):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=n_layer, n_embd=768, n_head=12, vocab_size=vocab, n_positions=2048)
+    cfg = GPT2Config(
+        n_layer=n_layer, n_embd=d_model, n_head=d_model // 64, vocab_size=vocab, n_positions=max(2048, n_positions)
+    )
     model = GPT2LMHeadModel(cfg).eval()
     return model
 
 
 def run_method(
-    method: str, tokens: int, n_layer: int, vocab: int, threads: int, repeat: int, chunk: int | None
+    method: str, tokens: int, n_layer: int, vocab: int, threads: int, repeat: int, chunk: int | None, d: int = 768
 ) -> dict:
     import torch
 
     import logitscope
     from logitscope.engine.capture import run_captured
 
-    model = build(n_layer, vocab, threads)
+    model = build(n_layer, vocab, threads, d_model=d, n_positions=tokens)
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))
     scope = logitscope.Scope(model, self_check=False, chunk_size=chunk)
 
@@ -102,10 +104,12 @@ def run_method(
         with torch.inference_mode():
             rows = list(range(n_layer + 1))
             cap = run_captured(model, scope.parts.blocks, rows, input_ids=ids, use_cache=False)
-            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, 768)
+            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, d)
             step = scope.chunk_size
+            z_buf = torch.empty(step, vocab)  # the strictest floor: logits into one reused buffer
             for i in range(0, streams.shape[0], step):
-                scope.parts.unembed(streams[i : i + step])
+                h = streams[i : i + step]
+                scope.parts.unembed(h, out=z_buf[: h.shape[0]])
 
     def ours():
         return scope.lens(ids[0], top_k=5)
@@ -156,19 +160,31 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=None, help="rows per projection (default: the library's)")
+    ap.add_argument("--d-model", type=int, default=768)
+    ap.add_argument(
+        "--methods", nargs="+", default=["floor", "ours", "naive", "seed"], help="e.g. floor ours at V = 256k"
+    )
     ap.add_argument("--method", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.method:  # child process
         out = run_method(
-            args.method, args.tokens[0], args.layers, args.vocab, args.threads, args.repeat, args.chunk_size
+            args.method,
+            args.tokens[0],
+            args.layers,
+            args.vocab,
+            args.threads,
+            args.repeat,
+            args.chunk_size,
+            args.d_model,
         )
         print(json.dumps(out))
         return
     check_agreement(args.layers, args.vocab, args.threads)
     rows = []
     for t in args.tokens:
-        for method in ("floor", "ours", "naive", "seed"):
+        for method in args.methods:
             cmd = [sys.executable, __file__, "--method", method, "--tokens", str(t), "--layers", str(args.layers)]
+            cmd += ["--d-model", str(args.d_model)]
             cmd += ["--vocab", str(args.vocab), "--threads", str(args.threads), "--repeat", str(args.repeat)]
             cmd += ["--chunk-size", str(args.chunk_size)] if args.chunk_size else []
             res = json.loads(
@@ -189,6 +205,8 @@ def main() -> None:
     )
     for t in args.tokens:
         r = {x["method"]: x for x in rows if x["tokens"] == t}
+        nan = {"seconds": float("nan"), "cpu_seconds": float("nan"), "extra_peak_rss_mb": float("nan")}
+        r = {m: r.get(m, nan) for m in ("floor", "ours", "naive", "seed")}
         ratio = lambda a, b, k, r=r: r[a][k] / r[b][k]  # noqa: E731
         print(
             f"{t:5d} {ratio('ours', 'floor', 'seconds'):7.2f}/{ratio('ours', 'floor', 'cpu_seconds'):<7.2f}"

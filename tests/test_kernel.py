@@ -1,15 +1,27 @@
-"""The chunked kernel against plain, full-size torch math on random logits."""
+"""The chunked kernel (compiled C rows and torch fallback) against plain, full-size float64 math."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from logitscope.engine.kernel import _count_true, stream_stats
+from logitscope.engine import kernel_native
+from logitscope.engine.kernel import stream_stats
+from logitscope.errors import NonFiniteError
+
+
+@pytest.fixture(params=["native", "torch"])
+def path(request, monkeypatch):
+    """Run the kernel's compiled C rows (skipped without a compiler) or its torch fallback."""
+    if request.param == "torch":
+        monkeypatch.setattr(kernel_native, "load", lambda: None)
+    elif kernel_native.load() is None:
+        pytest.skip("no C compiler: the compiled rows are unavailable")
+    return request.param
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])
-def test_stats_match_full_softmax(chunk_rows):
+def test_stats_match_full_softmax(chunk_rows, path):
     g = torch.Generator().manual_seed(0)
     S, P, d, V = 4, 9, 16, 5003  # V not a multiple of 8: exercises the padded popcount mask
     W = torch.randn(V, d, generator=g)
@@ -43,8 +55,96 @@ def test_stats_match_full_softmax(chunk_rows):
     assert (st.kl_to_final[-1] == 0).all()
 
 
-def test_popcount_counts_exactly():
-    g = torch.Generator().manual_seed(1)
-    mask = torch.rand(5, 8 * 255 * 3, generator=g) > 0.3
-    mask[0] = True  # a full row: every byte lane at its 255 maximum
-    assert torch.equal(_count_true(mask), mask.sum(-1))
+@pytest.mark.parametrize("V", [300, 5003, 70_001])
+def test_both_paths_match_float64(path, V):
+    """The logits themselves are the input (an identity head), so the float64 truth is exact."""
+    g = torch.Generator().manual_seed(V)
+    S, P = 5, 11
+    z = torch.randn(S, P, V, generator=g) * 3
+    z[..., :3] += 9.0  # a few confident tokens
+
+    def unembed(h, out=None):
+        return out.copy_(h) if out is not None else h.clone()
+
+    targets = torch.randint(0, V, (P,), generator=g)
+    targets[3] = -1
+    track = torch.tensor([0, V - 1])
+    st = stream_stats(z, unembed, targets=targets, track=track, top_k=7, chunk_rows=17)
+    zd = z.double()
+    logp = zd.log_softmax(-1)
+    p = logp.exp()
+    torch.testing.assert_close(st.entropy.double(), -(p * logp).sum(-1), atol=5e-6, rtol=0)
+    torch.testing.assert_close(st.kl_to_final.double(), (p[-1] * (logp[-1] - logp)).sum(-1), atol=5e-6, rtol=0)
+    top_p, top_i = p.topk(7, dim=-1)
+    assert torch.equal(st.top_ids, top_i)
+    torch.testing.assert_close(st.top_probs.double(), top_p, atol=1e-6, rtol=0)
+    has = targets >= 0
+    idx = targets[has].view(1, -1, 1).expand(S, -1, 1)
+    torch.testing.assert_close(
+        st.target_logprob[:, has].double(), logp[:, has].gather(-1, idx).squeeze(-1), atol=5e-6, rtol=0
+    )
+    assert torch.equal(st.target_rank[:, has], (zd[:, has] > zd[:, has].gather(-1, idx)).sum(-1))
+    assert (st.target_rank[:, ~has] == -1).all() and st.target_logprob[:, ~has].isnan().all()
+    for j, t in enumerate(track.tolist()):
+        torch.testing.assert_close(st.tracked_logprobs[j].double(), logp[..., t], atol=5e-6, rtol=0)
+        assert torch.equal(st.tracked_ranks[j], (zd > zd[..., t : t + 1]).sum(-1))
+
+
+def test_paths_agree_and_many_streams():
+    """More streams than chunk rows (the final row projected with the first group): both paths agree."""
+    g = torch.Generator().manual_seed(3)
+    S, P, d, V = 9, 4, 8, 4099
+    W = torch.randn(V, d, generator=g)
+    streams = torch.randn(S, P, d, generator=g)
+
+    def unembed(h, out=None):
+        z = h @ W.T
+        return out.copy_(z) if out is not None else z
+
+    targets = torch.randint(0, V, (P,), generator=g)
+    kw = dict(targets=targets, track=torch.tensor([5]), top_k=3, chunk_rows=4)
+    a = stream_stats(streams, unembed, **kw)
+    real = kernel_native.load
+    kernel_native.load = lambda: None
+    try:
+        b = stream_stats(streams, unembed, **kw)
+    finally:
+        kernel_native.load = real
+    for key in ("entropy", "kl_to_final", "top_probs", "target_logprob", "tracked_logprobs"):
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=1e-5, rtol=0)
+    for key in ("top_ids", "target_rank", "tracked_ranks"):
+        assert torch.equal(getattr(a, key), getattr(b, key))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_raise_on_both_paths(path, bad):
+    z = torch.randn(3, 4, 600)
+    z[1, 2, 17] = bad
+
+    def unembed(h, out=None):
+        return out.copy_(h) if out is not None else h.clone()
+
+    with pytest.raises(NonFiniteError, match="stream rows"):
+        stream_stats(z, unembed, targets=torch.tensor([1, 2, 3, 4]), chunk_rows=5)
+
+
+def test_no_compiler_falls_back(monkeypatch, tmp_path):
+    """Without a compiler (or when it fails, or LOGITSCOPE_NATIVE=0) load() is None and the torch path runs."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for setup in (
+        lambda: monkeypatch.setattr(kernel_native, "_compiler", lambda: None),
+        lambda: monkeypatch.setenv("CC", "false"),  # a "compiler" that fails
+        lambda: monkeypatch.setenv("LOGITSCOPE_NATIVE", "0"),
+    ):
+        monkeypatch.undo()
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        setup()
+        monkeypatch.setattr(kernel_native, "_lib", False)  # not tried yet
+        assert kernel_native.load() is None
+        z = torch.randn(2, 3, 500)
+        st = stream_stats(
+            z, lambda h, out=None: out.copy_(h), targets=torch.tensor([0, 1, 2]), top_k=2, vocab_size=500, device="cpu"
+        )
+        logp = z.double().log_softmax(-1)
+        torch.testing.assert_close(st.entropy.double(), -(logp.exp() * logp).sum(-1), atol=1e-5, rtol=0)
+    assert not list(tmp_path.rglob("*.so"))

@@ -1,24 +1,32 @@
 """The streaming statistics kernel: project residual streams in row chunks, reduce while hot.
 
-Nothing of shape (streams × positions × vocab) is ever held. For each chunk of positions the
-final row is projected first (its distribution is needed for KL), then the other streams in
-groups; every statistic comes from one ``(rows, vocab)`` float32 logits chunk, in float32
-buffers (whatever ``torch.get_default_dtype()`` is) that are allocated once per call and reused
-(fresh multi-MB allocations page-fault on every chunk):
+Nothing of shape (streams × positions × vocab) is ever held. For each chunk of positions, every
+stream (the final one first) is projected in **one** matrix product, as large as the floor's,
+into a float32 logits buffer that is allocated once per call and reused (whatever
+``torch.get_default_dtype()`` is). The statistics are then taken in cache-sized sub-blocks of
+positions (``_SUB_ELEMENTS`` logits, a few MiB, so every pass after the first reads the cache,
+not memory), the final rows of a sub-block before the others:
 
-* top-k of the logits ``z`` first: its top value is the row max ``m``; ``z' = z - m`` in place;
+* top-k of the logits ``z`` from block maxima (:func:`_topk`): its top value is the row max
+  ``m``; ``z' = z - m`` in place;
 * ``e = exp(z')`` and ``s = Σ e`` (torch's pairwise sum), ``lse' = log s`` (so ``p = e / s``);
 * entropy ``H = lse' - (Σ e·z') / s``;
 * KL(final ‖ layer) ``= lse'_l - lse'_f + (Σ e_f·(z'_f - z'_l)) / s_f``, i.e.
   ``lse'_l - (Σ e_f·z'_l) / s_f - H_f``;
 * target/tracked log-probabilities ``z'_t - lse'`` and ranks: the count of strictly larger
-  logits, a comparison into a reused mask and a word-wise popcount (:func:`_count_true`).
+  logits, a float comparison (1.0/0.0, exact) summed; the target's in place, last.
 
 Every sum over the vocabulary is an elementwise product into a reused buffer followed by
 ``Tensor.sum``, whose pairwise (cascade) summation keeps the float32 rounding error near
 ``log2(V)·eps`` of the sum. A ``bmm``/BLAS dot product (or the running sum inside a fused
 softmax) accumulates in a few float32 lanes and errs ~10× more at V = 32k–256k; see
-``docs/numerics.md`` and ``bench/bench_numerics.py``.
+``docs/numerics.md`` and ``bench/bench_numerics.py``. These torch sums are those of the kernel
+before issue 24, term for term; only the passes are fewer and hotter (``bench/profile_kernel.py``).
+
+On CPU, when a C compiler is available, each chunk's rows go instead to the fused C rows of
+:mod:`.kernel_native` (two passes per row, float64 accumulation, one thread split per call):
+the same statistics, with smaller errors, at ~0.3 ns a logit instead of ~1.5 (torch) or ~3
+(before issue 24).
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from dataclasses import dataclass
 import torch
 
 DEFAULT_CHUNK_ELEMENTS = 2**24  # logits elements per chunk: 64 MiB of float32
-_LANE = 255  # int64 words summed per block: each byte lane stays <= 255, no carry
+_SUB_ELEMENTS = 2**21  # logits per statistics sub-block on CPU: 8 MiB of float32, cache-resident
+_BLOCK = 128  # top-k: the maxima of blocks of this many logits pick the candidates
 
 
 def default_chunk_rows(vocab_size: int, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> int:
@@ -56,37 +65,81 @@ class StreamStats:
     tracked_ranks: torch.Tensor
 
 
-class _Buffers:
-    """Reused per-chunk work buffers: logits, probabilities, comparison mask."""
+def _topk(z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``z.topk(k, dim=-1)`` (values, indices) of ``(..., V)`` logits, reading ``z`` ~once.
 
-    def __init__(self, rows: int, vocab: int, device) -> None:
-        width = -(-vocab // (8 * _LANE)) * (8 * _LANE)  # mask padded to whole popcount blocks
-        self.z = torch.empty(rows, vocab, dtype=torch.float32, device=device)
-        self.p = torch.empty(rows, vocab, dtype=torch.float32, device=device)
-        self.mask = torch.zeros(rows, width, dtype=torch.bool, device=device)
-        self.vocab = vocab
-
-
-def _count_true(mask: torch.Tensor) -> torch.Tensor:
-    """Row counts of a (R, W) bool mask, W a multiple of 8·255: a SWAR popcount.
-
-    The bytes are summed as int64 words in blocks of 255, so each of the 8 byte lanes holds at
-    most 255 (no carry between lanes); the lanes are then added up. ~10× faster on CPU than
-    ``mask.sum(-1)``, whose bool reduction is not vectorised.
+    ``Tensor.topk`` copies each row into (value, index) pairs and partially sorts them (~1 ns a
+    logit on CPU). Here the maxima of blocks of ``_BLOCK`` logits (a vectorised ``amax``) pick
+    the ``k`` blocks with the largest maxima; every one of the row's top ``k`` logits lies in
+    them (a logit in any other block is exceeded by ``k`` block maxima), so the top-k of those
+    ``k·_BLOCK`` candidates (and the last partial block) is the row's. Ties between equal
+    logits may be broken differently than ``Tensor.topk`` would (which is unspecified too).
     """
-    R, W = mask.shape
-    if mask.device.type != "cpu":
-        return mask.sum(dim=-1)
-    lanes = mask.view(torch.int64).view(R, W // (8 * _LANE), _LANE).sum(dim=-1)  # (R, blocks)
-    return lanes.view(torch.uint8).view(R, -1).sum(dim=-1, dtype=torch.int64)
+    V = z.shape[-1]
+    nb = V // _BLOCK
+    if nb < 4 * k:  # small vocabularies / large k: the candidates would be most of the row
+        return z.topk(k, dim=-1)
+    lead = z.shape[:-1]
+    maxima = z[..., : nb * _BLOCK].view(*lead, nb, _BLOCK).amax(dim=-1)  # (..., nb)
+    blocks = maxima.topk(k, dim=-1).indices  # (..., k)
+    offsets = torch.arange(_BLOCK, device=z.device)
+    cand = (blocks.unsqueeze(-1) * _BLOCK + offsets).view(*lead, k * _BLOCK)
+    if nb * _BLOCK < V:  # the last, partial block is always a candidate
+        tail = torch.arange(nb * _BLOCK, V, device=z.device).expand(*lead, -1)
+        cand = torch.cat([cand, tail], dim=-1)
+    vals, at = z.gather(-1, cand).topk(k, dim=-1)
+    return vals, cand.gather(-1, at)
 
 
-def _rank(z: torch.Tensor, zt: torch.Tensor, buf: _Buffers) -> torch.Tensor:
-    """(R,) number of entries of each row of ``z`` strictly larger than ``zt`` (R, 1)."""
-    R, V = z.shape
-    mask = buf.mask[:R]
-    torch.gt(z, zt, out=mask[:, :V])
-    return _count_true(mask)
+def _count_above(z: torch.Tensor, zt: torch.Tensor, work: torch.Tensor | None) -> torch.Tensor:
+    """(...,) int64 count of entries of ``z`` (..., V) strictly above ``zt`` (..., 1).
+
+    The comparison is written as float32 1.0/0.0 (vectorised, unlike a ``bool`` output) into
+    ``work``, or into ``z`` itself when ``work`` is None, and summed: float32 holds every count
+    up to 2**24 exactly.
+    """
+    if work is None:
+        flags = z.gt_(zt)
+    else:
+        flags = torch.gt(z, zt, out=work)
+    return flags.sum(dim=-1).long()
+
+
+def _reduce(z: torch.Tensor, e: torch.Tensor, work: torch.Tensor, tgt, track, top_k: int, e_final=None) -> dict:
+    """Statistics of a float32 logits block ``z`` (..., V); ``z`` is spent.
+
+    ``e`` receives ``exp(z')``; ``work`` is scratch of the same shape and may be ``e`` itself
+    (``e`` is then spent too). With ``e_final = (e_f, s_f, H_f)`` of the same positions (the
+    leading dim of ``z`` being positions, the next streams) ``kl_to_final`` is computed too.
+    """
+    top_vals, top_ids = _topk(z, top_k)
+    m = top_vals[..., :1]
+    z.sub_(m)  # z' <= 0, max exactly 0
+    torch.exp(z, out=e)
+    s = e.sum(dim=-1)  # (...,) Σ exp z' >= 1, pairwise
+    lse = s.log()  # log Σ exp z'
+    out = {"s": s, "top_ids": top_ids}
+    out["top_probs"] = torch.exp(top_vals - m - lse.unsqueeze(-1))
+    has = tgt >= 0
+    zt = z.gather(-1, tgt.clamp(min=0).unsqueeze(-1))  # (..., 1)
+    out["target_logprob"] = torch.where(has, zt.squeeze(-1) - lse, torch.full_like(lse, float("nan")))
+    zk = z.index_select(-1, track) if track.numel() else None  # (..., K)
+    ez = torch.mul(e, z, out=work)  # e·z'
+    out["entropy"] = lse - ez.sum(dim=-1) / s
+    if e_final is not None:
+        e_f, s_f, h_f = e_final
+        pz = torch.mul(z, e_f.unsqueeze(1), out=work).sum(dim=-1) / s_f.unsqueeze(1)  # p_f · z'_l
+        out["kl_to_final"] = (lse - pz - h_f.unsqueeze(1)).clamp_(min=0.0)
+    else:
+        out["kl_to_final"] = torch.zeros_like(lse)
+    if zk is not None:
+        out["tracked_logprobs"] = zk - lse.unsqueeze(-1)
+        out["tracked_ranks"] = torch.stack(
+            [_count_above(z, zk[..., i : i + 1], work) for i in range(zk.shape[-1])], dim=-1
+        )
+    rank = _count_above(z, zt, None)  # in place: z is spent
+    out["target_rank"] = torch.where(has, rank, torch.full_like(rank, -1))
+    return out
 
 
 def _check_finite(out: dict, where: str) -> None:
@@ -100,33 +153,6 @@ def _check_finite(out: dict, where: str) -> None:
         )
         err.where = f"the lens logits hold NaN or inf ({where})"  # for callers that name the cause
         raise err
-
-
-def _reduce(z: torch.Tensor, e: torch.Tensor, buf: _Buffers, targets, track, top_k: int, keep_e: bool) -> dict:
-    """Statistics of one float32 logits chunk ``z`` (R, V).
-
-    Fills ``e`` with ``exp(z')`` (unnormalised probabilities; ``p = e / s``). With ``keep_e``
-    (the final row, needed later for KL) the entropy's product is taken into ``z`` (which is
-    then spent); otherwise into ``e``, and ``z'`` stays intact for the caller's KL.
-    """
-    top_vals, top_ids = z.topk(top_k, dim=-1)
-    z.sub_(top_vals[:, :1])  # z' <= 0, max exactly 0
-    torch.exp(z, out=e)
-    s = e.sum(dim=-1)  # (R,) Σ exp z' >= 1, pairwise
-    lse = s.log()  # log Σ exp z'
-    out = {"lse": lse, "s": s, "top_ids": top_ids}
-    out["top_probs"] = torch.exp(top_vals - top_vals[:, :1] - lse.unsqueeze(1))
-    has = targets >= 0
-    zt = z.gather(1, targets.clamp(min=0).unsqueeze(1))  # (R, 1)
-    out["target_logprob"] = torch.where(has, zt.squeeze(1) - lse, torch.full_like(lse, float("nan")))
-    out["target_rank"] = torch.where(has, _rank(z, zt, buf), torch.full_like(has, -1, dtype=torch.long))
-    if track.numel():
-        zk = z.index_select(1, track)  # (R, K)
-        out["tracked_logprobs"] = (zk - lse.unsqueeze(1)).T  # (K, R)
-        out["tracked_ranks"] = torch.stack([_rank(z, zk[:, i : i + 1], buf) for i in range(track.numel())])
-    ez = z.mul_(e) if keep_e else torch.mul(e, z, out=e)  # (R, V) e·z'
-    out["entropy"] = lse - ez.sum(dim=-1) / s
-    return out
 
 
 def stream_stats(
@@ -150,11 +176,11 @@ def stream_stats(
         targets: (P,) token id scored at each position, -1 for none.
         track: (K,) token ids whose log-probability and rank are recorded everywhere.
         top_k: how many top tokens to keep per row.
-        chunk_rows: at most this many (stream, position) rows are projected at once; peak
-            extra memory is about 9 bytes × ``chunk_rows`` × vocab (logits, probabilities,
-            comparison mask), 13 when only one or two streams are kept (the final row's
-            probabilities then fill a whole chunk), plus one logits temporary when the head is
-            not a plain ``nn.Linear``.
+        chunk_rows: at most this many (stream, position) rows are projected at once (2 when
+            ``chunk_rows`` is 1 and there are several streams); peak extra memory is about
+            4 bytes × ``chunk_rows`` × vocab (the logits) plus the final rows' probabilities
+            (4 bytes × ``chunk_rows / S`` × vocab) and a sub-block of ~8 MiB on CPU, plus one
+            logits temporary when the head is not a plain ``nn.Linear``.
         vocab_size, device: size and device of the logits (found with a one-row probe when
             either is not given).
     """
@@ -173,47 +199,91 @@ def stream_stats(
         "tracked_ranks": torch.empty(K, S, P, dtype=torch.long),
     }
     n_other = S - 1
-    pos_step = max(1, min(P, chunk_rows // max(1, n_other)))
-    grp_step = max(1, min(n_other, chunk_rows // pos_step)) if n_other else 1
+    pos_step = max(1, min(P, chunk_rows // S))  # positions per chunk: all S streams fit when S <= chunk_rows
+    grp_step = max(1, min(n_other, chunk_rows // pos_step - 1))  # other streams projected with the final
     with torch.inference_mode():
         if vocab_size is None or device is None:
             probe = unembed(streams[S - 1, :1])
             vocab_size, device = probe.shape[-1], probe.device
         V = vocab_size
-        buf = _Buffers(max(pos_step, pos_step * grp_step), V, device)
-        e_final = torch.empty(pos_step, V, dtype=torch.float32, device=device)  # exp z'_f
+        device = torch.device(device)
+        z_buf = torch.empty(pos_step * (1 + min(grp_step, n_other)), V, **f32, device=device)
+        e_final = torch.empty(pos_step, V, **f32, device=device)  # exp z'_f of the chunk's positions
+        # statistics sub-blocks: positions per block (CPU: cache-sized; elsewhere the whole chunk)
+        per_pos = 1 + min(grp_step, n_other)
+        sub = pos_step if device.type != "cpu" else max(1, min(pos_step, _SUB_ELEMENTS // (per_pos * V)))
+        work = torch.empty(sub * max(1, min(grp_step, n_other)), V, **f32, device=device)
         targets, track = targets.to(device), track.to(device)
+        lib = None
+        if device.type == "cpu":
+            from . import kernel_native
+
+            lib = kernel_native.load()
+            f64 = dict(dtype=torch.float64)
+            h64, s64 = torch.empty(pos_step, **f64), torch.empty(pos_step, **f64)
+        h_final = torch.empty(pos_step, **f32, device=device)
+        s_final = torch.empty(pos_step, **f32, device=device)
         for p0 in range(0, P, pos_step):
             p1 = min(P, p0 + pos_step)
             n = p1 - p0
             tgt = targets[p0:p1]
-            z = unembed(streams[S - 1, p0:p1], out=buf.z[:n])  # (n, V)
-            out = _reduce(z, e_final[:n], buf, tgt, track, top_k, keep_e=True)
-            _check_finite(out, f"final stream, positions {p0}..{p1 - 1}")
-            h_final, s_final = out["entropy"], out["s"]
-            out["kl_to_final"] = torch.zeros_like(h_final)
-            _store(res, out, slice(S - 1, S), p0, p1, n, 1)
-            for g0 in range(0, n_other, grp_step):
+            for g0 in range(0, max(1, n_other), grp_step):
                 g1 = min(n_other, g0 + grp_step)
                 g = g1 - g0
-                h = streams[g0:g1, p0:p1].transpose(0, 1).reshape(n * g, -1)  # position-major
-                z = unembed(h, out=buf.z[: n * g])  # (n*g, V)
-                out = _reduce(z, buf.p[: n * g], buf, tgt.repeat_interleave(g), track, top_k, keep_e=False)
-                _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {p0}..{p1 - 1}")
-                ez = z.view(n, g, V).mul_(e_final[:n].unsqueeze(1))  # (n, g, V) e_f·z'_l
-                pz = (ez.sum(dim=-1) / s_final[:n].unsqueeze(1)).view(n * g)  # p_f · z'_l
-                out["kl_to_final"] = (out["lse"] - pz - h_final.repeat_interleave(g)).clamp_(min=0.0)
-                _store(res, out, slice(g0, g1), p0, p1, n, g)
+                first = g0 == 0
+                parts = [streams[S - 1, p0:p1]] if first else []
+                if g:
+                    parts.append(streams[g0:g1, p0:p1].transpose(0, 1).reshape(n * g, -1))  # position-major
+                h = torch.cat(parts) if len(parts) > 1 else parts[0]
+                z = unembed(h, out=z_buf[: h.shape[0]])  # (n [final] + n*g [others], V)
+                z_f = z[:n] if first else None
+                z_o = z[n if first else 0 :].view(n, g, V)
+                if lib is not None:  # the fused C rows (kernel_native.py), one parallel split per call
+                    at = slice(p0, p1)
+                    if first:
+                        out = kernel_native.rows_stats(lib, z_f, top_k, tgt, track, e_out=e_final[:n])
+                        _check_finite(out, f"final stream, positions {p0}..{p1 - 1}")
+                        h64[:n], s64[:n] = out["h"], out["s"]
+                        _store(res, out, S - 1, at)
+                    if g:
+                        e_f = (e_final[:n], s64[:n], h64[:n])
+                        t = tgt.repeat_interleave(g)
+                        out = kernel_native.rows_stats(lib, z_o.view(n * g, V), top_k, t, track, e_final=e_f, g=g)
+                        out = {key: val.view(n, g, *val.shape[1:]) for key, val in out.items()}
+                        _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {p0}..{p1 - 1}")
+                        _store(res, out, slice(g0, g1), at)
+                    continue
+                for b0 in range(0, n, sub):
+                    b1 = min(n, b0 + sub)
+                    at = slice(p0 + b0, p0 + b1)
+                    if first:
+                        out = _reduce(z_f[b0:b1], e_final[b0:b1], work[: b1 - b0], tgt[b0:b1], track, top_k)
+                        _check_finite(out, f"final stream, positions {at.start}..{at.stop - 1}")
+                        h_final[b0:b1], s_final[b0:b1] = out["entropy"], out["s"]
+                        _store(res, out, S - 1, at)
+                    if not g:
+                        continue
+                    w = work[: (b1 - b0) * g].view(b1 - b0, g, V)
+                    e_f = (e_final[b0:b1], s_final[b0:b1], h_final[b0:b1])
+                    t = tgt[b0:b1].unsqueeze(1).expand(-1, g)
+                    out = _reduce(z_o[b0:b1], w, w, t, track, top_k, e_final=e_f)
+                    _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {at.start}..{at.stop - 1}")
+                    _store(res, out, slice(g0, g1), at)
     return StreamStats(**res)
 
 
-def _store(res: dict, out: dict, rows: slice, p0: int, p1: int, n: int, g: int) -> None:
-    """Write position-major chunk results (n*g rows) into the (S, P, ...) outputs."""
+def _store(res: dict, out: dict, rows, at: slice) -> None:
+    """Write a sub-block's results, (b, ...) for the final row or (b, g, ...) for others, into (S, P, ...)."""
     for key, dst in res.items():
         if key not in out:
             continue
         val = out[key].cpu()
-        if key.startswith("tracked"):  # (K, n*g) -> (K, g, n)
-            dst[:, rows, p0:p1] = val.view(val.shape[0], n, g).transpose(1, 2)
-        else:  # (n*g, ...) -> (g, n, ...)
-            dst[rows, p0:p1] = val.view(n, g, *val.shape[1:]).transpose(0, 1)
+        if isinstance(rows, int):  # the final stream: (b, ...)
+            if key.startswith("tracked"):  # (b, K) -> (K, b)
+                dst[:, rows, at] = val.T
+            else:
+                dst[rows, at] = val
+        elif key.startswith("tracked"):  # (b, g, K) -> (K, g, b)
+            dst[:, rows, at] = val.permute(2, 1, 0)
+        else:  # (b, g, ...) -> (g, b, ...)
+            dst[rows, at] = val.transpose(0, 1)

@@ -156,11 +156,15 @@ def _in_cache(repo_id: str, revision: str | None) -> bool:
     return isinstance(found, str)
 
 
-DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential")
+DEVICE_MAP_NAMES = ("auto", "balanced", "balanced_low_0", "sequential", "stream")
 
 
 def check_device_map(device_map) -> None:
-    """``None``, a dict, one of :data:`DEVICE_MAP_NAMES` or a torch device name; else ``InputError``."""
+    """``None``, a dict, one of :data:`DEVICE_MAP_NAMES` or a torch device name; else ``InputError``.
+
+    ``"stream"`` is logitscope's own: blocks read one at a time from the safetensors shards
+    (:mod:`logitscope.stream`); the others are accelerate's.
+    """
     if device_map is None or isinstance(device_map, dict) or device_map in DEVICE_MAP_NAMES:
         return
     if isinstance(device_map, str):
@@ -233,6 +237,8 @@ def load(
     trust_remote_code: bool = False,
     revision: str | None = None,
     device_map: str | dict | None = None,
+    max_memory: str | int | dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
     self_check: bool = True,
     chunk_size: int | None = None,
 ):
@@ -244,7 +250,12 @@ def load(
         dtype: ``"auto"`` (the checkpoint's dtype) or a torch dtype name such as ``"bfloat16"``.
         trust_remote_code: allow the model's own Python code to run. Off unless asked.
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` with accelerate) instead of
-            ``device``, for models larger than one device.
+            ``device``, for models larger than one device; ``"stream"``: logitscope's streamed
+            mode (blocks read one at a time from the safetensors shards, next one prefetched).
+        max_memory: a size (``"4GiB"``, bytes) or accelerate's per-device dict. Alone, a local
+            safetensors model larger than it is streamed (``device_map="stream"``); with
+            ``device_map``/``offload_folder`` it goes to accelerate (default map ``"auto"``).
+        offload_folder: where accelerate may offload weights to disk (checked writable first).
         self_check: verify that the lens's last row reproduces the model's own logits.
 
     Raises:
@@ -254,6 +265,13 @@ def load(
     """
     path = resolve_name(name)  # the quick checks come before the heavy imports
     check_device_map(device_map)
+    from .stream.budget import parse_max_memory
+
+    budget = parse_max_memory(max_memory)
+    if offload_folder is not None:
+        from .stream.plan import check_offload_folder
+
+        offload_folder = check_offload_folder(offload_folder)
     common = {"trust_remote_code": trust_remote_code, "revision": revision}
     local = Path(path).is_dir()
     if not local and not hub_reachable():  # fail in ~2 s, not after the hub client's retries
@@ -296,11 +314,25 @@ def load(
         isinstance(torch_dtype, torch.dtype) and not torch_dtype.is_floating_point
     ):
         raise InputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-    device = pick_device(device) if device_map is None else device
+    from .stream.plan import dtype_or_none, load_streamed_model
+    from .stream.plan import plan as memory_plan
+
+    plan = memory_plan(
+        path, config, device_map, budget, offload_folder, dtype_or_none(torch_dtype), pick_device(device)
+    )
+    device = pick_device(device) if plan != "accelerate" else device
     cls = _model_class(config)
+    if plan == "stream":
+        model = load_streamed_model(name, path, cls, config, torch_dtype, device, budget)
+        tokenizer = load_tokenizer(tf, path, name, common)
+        return Scope(model, tokenizer, name=str(name), self_check=self_check, chunk_size=chunk_size)
     kwargs = dict(common, dtype=torch_dtype, output_loading_info=True)
-    if device_map is not None:
-        kwargs["device_map"] = device_map
+    if plan == "accelerate":
+        kwargs["device_map"] = device_map or "auto"
+        if budget:
+            kwargs["max_memory"] = budget
+        if offload_folder is not None:
+            kwargs["offload_folder"] = offload_folder
     bars = tf.utils.logging.is_progress_bar_enabled()
     tf.utils.logging.disable_progress_bar()
     verbosity = tf.utils.logging.get_verbosity()
@@ -339,7 +371,7 @@ def load(
         )
     if head_missing:  # no LM head in the checkpoint: keep only the encoder, never a random head
         model = getattr(model, base)
-    if device_map is None:
+    if plan != "accelerate":
         model = model.to(device)
     tokenizer = load_tokenizer(tf, path, name, common) if local else _hub_tokenizer(tf, path, common)
     return Scope(model, tokenizer, name=str(name), self_check=self_check, chunk_size=chunk_size)

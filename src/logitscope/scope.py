@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .arch.parts import ModelParts, model_parts
-from .arch.weights import check_model, corrupt_weights
+from .arch.parts import ModelParts, model_parts, module_device
+from .arch.weights import check_model, weights_resident
 from .engine.kernel import default_chunk_rows
-from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError, UnsupportedModelError
+from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError
 
 
 class Scope:
@@ -44,17 +44,14 @@ class Scope:
         self._corrupt: CorruptWeightsError | NonFiniteError | None = None
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
-        if self_check and self.parts is not None:
-            from .engine.check import self_check as check
+        # Weights on disk (streamed, or offloaded by accelerate): the check rides along the first
+        # lens/eval forward instead of costing a pass of its own (engine/check.py).
+        self._check_pending = bool(self_check and self.parts is not None and not weights_resident(model))
+        self._deferring = 0
+        if self_check and self.parts is not None and not self._check_pending:
+            from .engine.check import run_check
 
-            try:
-                check(self)
-            except (UnsupportedModelError, NonFiniteError) as err:
-                self._corrupt = corrupt_weights(model, self.name)  # NaN/inf weights: named, and deferred
-                if self._corrupt is None and isinstance(err, NonFiniteError):
-                    self._corrupt = err  # finite weights that overflow: deferred too (info, embed still work)
-                if self._corrupt is None:
-                    raise
+            run_check(self)
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -73,7 +70,7 @@ class Scope:
 
     @property
     def input_device(self) -> torch.device:
-        return next(self.model.get_input_embeddings().parameters()).device  # Musicgen: a list of embeddings
+        return module_device(self.model.get_input_embeddings())  # its hook's device; Musicgen: a list
 
     @property
     def pad_id(self) -> int:
@@ -85,6 +82,10 @@ class Scope:
 
     def require_head(self) -> ModelParts:
         """The model's parts, or a clear ``NoLMHeadError`` when it has no LM head."""
+        if self._check_pending and not self._deferring:  # a path the check cannot ride along: one pass
+            from .engine.check import run_check
+
+            run_check(self)
         if self._corrupt is not None:
             raise self._corrupt
         if self.parts is None:
@@ -140,12 +141,14 @@ class Scope:
             jacobian: a :class:`~logitscope.jacobian.JacobianLens`, a J-lens file or ``"demo"``: row
                 ``l + 1`` becomes ``tail(h @ J_lᵀ)`` for each fitted block ``l`` (docs/jacobian_lens.md).
         """
+        from .engine.check import deferred
         from .lens.run import run_lens
 
-        return run_lens(
-            self, inputs, target=target, track=track, layers=layers, top_k=top_k, batch_size=batch_size,
-            truncate=truncate, tuned=tuned, lens=lens, strict=strict, sublayers=sublayers, jacobian=jacobian,
-        )  # fmt: skip
+        with deferred(self):  # a pending self-check rides along
+            return run_lens(
+                self, inputs, target=target, track=track, layers=layers, top_k=top_k, batch_size=batch_size,
+                truncate=truncate, tuned=tuned, lens=lens, strict=strict, sublayers=sublayers, jacobian=jacobian,
+            )  # fmt: skip
 
     # -- logits and embeddings (logits.py, embeddings.py) -------------------------------------
     def logits(
@@ -357,12 +360,15 @@ class Scope:
             :class:`~logitscope.evaluate.EvalResult`; with ``tuned`` and/or ``jacobian``, a
             :class:`~logitscope.evaluate.lens_comparison.LensComparison` (``.logit``, ``.tuned``, ``.jacobian``).
         """
+        from .engine.check import deferred
         from .evaluate import run_eval
 
-        return run_eval(
-            self, data, max_tokens=max_tokens, seq_len=seq_len, batch_size=batch_size, ci=ci, confidence=confidence,
-            n_boot=n_boot, seed=seed, dist=dist, progress=progress, tuned=tuned, strict=strict, jacobian=jacobian,
-        )  # fmt: skip
+        with deferred(self):
+            return run_eval(
+                self, data, max_tokens=max_tokens, seq_len=seq_len, batch_size=batch_size, ci=ci, confidence=confidence,
+                n_boot=n_boot, seed=seed, dist=dist, progress=progress, tuned=tuned, strict=strict, jacobian=jacobian,
+            )  # fmt: skip
+
 
     def fit_jacobian_lens(self, prompts, **settings):
         """Fit a Jacobian lens (Gurnee et al. 2026) on ``prompts``: texts or token-id lists (one prompt

@@ -7,6 +7,8 @@ head → logits bias → post-head transforms) applied to any residual stream.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +67,34 @@ class ModelParts:
 
     @property
     def head_device(self) -> torch.device:
-        return next(self.head.parameters()).device
+        """Where the head computes: its offload hook's execution device, else its weights' device."""
+        return module_device(self.head)
+
+    @property
+    def tail(self) -> list[nn.Module]:
+        """The modules of the unembedding, in order: final norm, pre-head modules, head."""
+        return [m for m in (self.final_norm, *self.pre_head, self.head) if m is not None]
+
+    @contextmanager
+    def materialized(self) -> Iterator[None]:
+        """Hold the tail's offloaded weights (accelerate, ``meta`` until called) on their execution
+        device while the block runs, so the head is read from disk once per projection, not per
+        chunk, and ``head.weight`` is a real tensor inside (the kernel may use it directly).
+
+        A no-op for weights already in memory; re-entrant.
+        """
+        hooks = [(m, h) for root in self.tail for m in root.modules() for h in _offload_hooks(m)]
+        loaded = []
+        try:
+            for module, hook in hooks:
+                hook.pre_forward(module)  # weights_map -> execution device
+                hook.offload = False  # calls inside only move inputs; no reload, no unload
+                loaded.append((module, hook))
+            yield
+        finally:
+            for module, hook in reversed(loaded):
+                hook.offload = True
+                hook.post_forward(module, None)  # back to meta
 
     def unembed(self, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Map residual streams ``(..., d_model)`` to float32 logits ``(..., vocab)``.
@@ -83,7 +112,8 @@ class ModelParts:
         if self.tied_projection is not None:  # NeoMME: h @ unembedding_projection.weight
             h = h @ self.tied_projection.weight
         head = self.head
-        if out is not None and type(head) is nn.Linear and head.weight.dtype == out.dtype == h.dtype:
+        plain = type(head) is nn.Linear and not head.weight.is_meta
+        if out is not None and plain and head.weight.dtype == out.dtype == h.dtype:
             if head.bias is None:
                 z = torch.mm(h, head.weight.t(), out=out)
             else:
@@ -121,6 +151,27 @@ class ModelParts:
             "post_head": list(self.post.names),
             "discovered": self.discovered,
         }
+
+
+def _offload_hooks(module: nn.Module) -> list:
+    """accelerate hooks on ``module`` that keep its weights offloaded (``offload=True``)."""
+    hook = getattr(module, "_hf_hook", None)
+    hooks = list(getattr(hook, "hooks", [hook])) if hook is not None else []
+    return [h for h in hooks if getattr(h, "offload", False) and hasattr(h, "pre_forward")]
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where ``module`` computes: its accelerate hook's execution device, else the device of its
+    first weight that is not on ``meta``, else the CPU. Never reads a weight."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in getattr(hook, "hooks", [hook]) if hook is not None else []:
+        dev = getattr(h, "execution_device", None)
+        if dev is not None:
+            return torch.device(f"cuda:{dev}" if isinstance(dev, int) else dev)
+    for t in [*module.parameters(), *module.buffers()]:
+        if not t.is_meta:
+            return t.device
+    return torch.device("cpu")
 
 
 def _get(model: nn.Module, path: str | None):

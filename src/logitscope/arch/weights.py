@@ -38,19 +38,60 @@ def check_model(model, tokenizer=None) -> None:
         raise InputError(
             f"Scope needs a Hugging Face model (a torch.nn.Module with a .config), got {type(model).__name__}"
         )
+    meta = unloadable_meta(model)
+    if meta:
+        shown = ", ".join(meta[:3]) + (f" and {len(meta) - 3} more" if len(meta) > 3 else "")
+        raise CorruptWeightsError(
+            f"{len(meta)} weight(s) of the model are on the 'meta' device with nothing to load them from "
+            f"({shown}): load the weights (e.g. from_pretrained, or accelerate's dispatch with offload) first"
+        )
     if tokenizer is not None and not callable(tokenizer):
         raise InputError(f"tokenizer must be a Hugging Face tokenizer or None, got {type(tokenizer).__name__}")
 
 
+def unloadable_meta(model) -> list[str]:
+    """Parameters on ``meta`` that nothing will load: no accelerate offload hook (on the module, or
+    on an ancestor that places its submodules) and no streamer owns them."""
+    covered: set[int] = set()
+    streamer = getattr(model, "_logitscope_streamer", None)
+    if streamer is not None:
+        covered.update(id(m) for m in streamer.blocks.modules())
+    for module in model.modules():
+        hook = getattr(module, "_hf_hook", None)
+        for h in list(getattr(hook, "hooks", [hook])) if hook is not None else []:
+            if getattr(h, "offload", False) and getattr(h, "weights_map", None) is not None:
+                covered.update(id(m) for m in (module.modules() if getattr(h, "place_submodules", False) else [module]))
+    return [
+        f"{mod_name}.{name}".lstrip(".")
+        for mod_name, module in model.named_modules()
+        for name, p in module._parameters.items()
+        if p is not None and p.is_meta and id(module) not in covered
+    ]
+
+
+def weights_resident(model) -> bool:
+    """Whether every parameter of ``model`` is in memory (not streamed, none offloaded on ``meta``)."""
+    if getattr(model, "_logitscope_streamer", None) is not None:
+        return False
+    return not any(p.is_meta for p in model.parameters())
+
+
 def nonfinite_parameters(model) -> list[str]:
-    """Names of the parameters and buffers of ``model`` holding NaN or inf (floating point only)."""
+    """Names of the parameters and buffers of ``model`` holding NaN or inf (floating point only).
+
+    Weights on ``meta`` (offloaded or streamed) are never read: a streamed model's blocks are
+    scanned as they load (``BlockStreamer.nonfinite``), accelerate's offloaded weights are skipped.
+    """
     import torch
 
     bad = []
     with torch.no_grad():
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
                 bad.append(name)
+    streamer = getattr(model, "_logitscope_streamer", None)
+    if streamer is not None:
+        bad.extend(sorted(streamer.nonfinite))
     return bad
 
 

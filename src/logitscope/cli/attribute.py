@@ -11,14 +11,18 @@ import typer
 from ..io.formats import PLOT_SUFFIXES
 from .common import (
     DEVICE,
+    DEVICE_MAP,
     DTYPE,
+    MAX_MEMORY,
     MODEL,
+    OFFLOAD_FOLDER,
     TRUNCATE_FIRST,
     TRUST_REMOTE_CODE,
     check_out_file,
     clean_errors,
     fail,
     load_scope,
+    memory,
 )
 
 FORMATS = ("table", "json", "csv")
@@ -45,6 +49,9 @@ def attribute(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """How much the embeddings and each block's attention and MLP add to a token's logit in TEXT."""
     if fmt not in FORMATS:
@@ -56,7 +63,13 @@ def attribute(
             fail(f"{flag} {path}: the suffix must be .png, .svg, .pdf or .html")
     for flag, path in (("--out", out), ("--plot", plot), ("--bars", bars)):
         check_out_file(path, flag)
-    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    scope = load_scope(
+        model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        **memory(device_map, max_memory, offload_folder),
+    )
     res = scope.attribute(text, target=target, truncate=truncate)
     p = res.position(position)
     if fmt == "table":

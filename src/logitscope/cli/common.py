@@ -16,6 +16,21 @@ MODEL = typer.Argument(..., help="Hub id, local directory, or 'demo'.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, mps, ...")
 DTYPE = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16.")
 TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code", help="Run the model's own code (off unless asked).")
+DEVICE_MAP = typer.Option(
+    None,
+    "--device-map",
+    help="'stream': blocks read one at a time from the safetensors shards (models larger than memory); "
+    "or accelerate's auto, balanced, sequential.",
+)
+MAX_MEMORY = typer.Option(
+    None,
+    "--max-memory",
+    help="Memory budget, e.g. 4GiB: a local model larger than it is streamed from disk "
+    "(with --offload-folder or --device-map: accelerate's per-device limit).",
+)
+OFFLOAD_FOLDER = typer.Option(
+    None, "--offload-folder", help="Where accelerate may offload weights to disk (with --max-memory / --device-map)."
+)
 TRUNCATE = typer.Option(
     False,
     "--truncate",
@@ -60,6 +75,8 @@ CLI_WORDS: list[tuple[str, str]] = [
     (r"\bsource_layers\b", "--source-layers"),
     (r"\btarget_layer\b", "--target-layer"),
     (r"give tuned= or jacobian=", "give --tuned or --jacobian"),
+    (r"\bmax_memory\b", "--max-memory"),
+    (r"\boffload_folder\b", "--offload-folder"),
 ]  # fmt: skip
 
 
@@ -125,12 +142,17 @@ def check_out_dir(path, flag: str) -> None:
     check_dir_dest(path, flag)
 
 
-def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-    """Load a model for a command, with a spinner."""
+def memory(device_map=None, max_memory=None, offload_folder=None) -> dict:
+    """``load()``'s memory keywords from the --device-map/--max-memory/--offload-folder flags."""
+    return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
+
+
+def load_scope(model: str, *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, **mem):
+    """Load a model for a command, with a spinner (``mem``: :func:`memory`'s keywords)."""
     from ..loading import load
 
     with status(f"loading {model}"):
-        return load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        return load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)
 
 
 def stdout_is_terminal() -> bool:

@@ -11,13 +11,17 @@ import typer
 from ..io.formats import PLOT_SUFFIXES
 from .common import (
     DEVICE,
+    DEVICE_MAP,
     DTYPE,
+    MAX_MEMORY,
+    OFFLOAD_FOLDER,
     TRUNCATE_FIRST,
     TRUST_REMOTE_CODE,
     check_out_file,
     clean_errors,
     fail,
     load_scope,
+    memory,
     status,
 )
 
@@ -42,6 +46,9 @@ def diff(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """Where two models (A, B) part ways on TEXT, layer by layer: KL(A ‖ B), top-1 agreement, top-k.
 
@@ -66,7 +73,8 @@ def diff(
         fail(f"--plot {plot}: the suffix must be .png, .svg, .pdf or .html")
     for flag, path in (("--out", out), ("--plot", plot)):
         check_out_file(path, flag)
-    load = lambda name: load_scope(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)  # noqa: E731
+    mem = memory(device_map, max_memory, offload_folder)
+    load = lambda name: load_scope(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)  # noqa: E731
     a = load(args[0])
     b = load(args[1]) if against is None else None
     res = a.compare(b, args[-1], against=against, top_k=top_k, truncate=truncate)
@@ -96,11 +104,11 @@ def diff(
         res.plot(plot, metric=metric)
 
 
-def load_compare(scope, model_b: str, *, device: str, dtype: str, trust_remote_code: bool = False):
+def load_compare(scope, model_b: str, *, device: str, dtype: str, trust_remote_code: bool = False, **mem):
     """Model B of ``eval --compare``, loaded and checked against A (vocabulary, kind) before any work."""
     from ..diff.run import check_comparable
 
-    b = load_scope(model_b, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    b = load_scope(model_b, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)
     check_comparable(scope, b)
     return b
 

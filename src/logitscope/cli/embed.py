@@ -7,7 +7,19 @@ import sys
 
 import typer
 
-from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, fail, load_scope
+from .common import (
+    DEVICE,
+    DEVICE_MAP,
+    DTYPE,
+    MAX_MEMORY,
+    MODEL,
+    OFFLOAD_FOLDER,
+    TRUST_REMOTE_CODE,
+    clean_errors,
+    fail,
+    load_scope,
+    memory,
+)
 from .logits import check_format
 
 METRICS = ("cosine", "dot")
@@ -28,6 +40,9 @@ def embed(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """Show the tokens whose input embeddings are nearest to each token of TOKEN_OR_TEXT.
 
@@ -36,7 +51,13 @@ def embed(
     check_format(fmt)
     if metric not in METRICS:
         fail(f"unknown --metric {metric!r}; choose one of {', '.join(METRICS)}")
-    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    scope = load_scope(
+        model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        **memory(device_map, max_memory, offload_folder),
+    )
     vocab = scope.model.get_input_embeddings().weight.shape[0]
     if nearest >= vocab:
         fail(f"--nearest {nearest}: the vocabulary has only {vocab - 1} other tokens")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import check_out_dir, clean_errors, fail, status
+from .common import MAX_MEMORY, OFFLOAD_FOLDER, check_out_dir, clean_errors, fail, memory, status
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +35,9 @@ def eval_command(
     encoding_errors: str = typer.Option("strict", "--encoding-errors", help="'strict': a byte that is not UTF-8 is an error naming the file and line; 'replace': replace it with U+FFFD."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps ... (torchrun: cuda:LOCAL_RANK)."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
-    device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a large model over devices (accelerate; one process)."),
+    device_map: str | None = typer.Option(None, "--device-map", help="'auto': spread a large model over devices (accelerate; one process); 'stream': blocks read one at a time from the safetensors shards."),
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
     backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend under torchrun: nccl or gloo (default: nccl with CUDA, else gloo)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write curves.png and curves.html."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
@@ -74,8 +76,8 @@ def eval_command(
                 model,
                 device=model_device(ctx, device),
                 dtype=dtype,
-                device_map=device_map,
                 trust_remote_code=trust_remote_code,
+                **memory(device_map, max_memory, offload_folder),
             )
         lens = None
         if tuned is not None:  # read and checked against the model before the run
@@ -91,7 +93,10 @@ def eval_command(
         if compare is not None:  # loaded and checked against A before the run (cli/diff.py)
             from .diff import load_compare
 
-            scope_b = load_compare(scope, compare, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            mem = memory(device_map, max_memory, offload_folder)
+            scope_b = load_compare(
+                scope, compare, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem
+            )
         with _progress_bar(enabled=ctx.is_main) as progress:
             result = scope.evaluate(
                 corpus,

@@ -7,7 +7,18 @@ import sys
 
 import typer
 
-from .common import DEVICE, DTYPE, MODEL, TRUST_REMOTE_CODE, clean_errors, load_scope
+from .common import (
+    DEVICE,
+    DEVICE_MAP,
+    DTYPE,
+    MAX_MEMORY,
+    MODEL,
+    OFFLOAD_FOLDER,
+    TRUST_REMOTE_CODE,
+    clean_errors,
+    load_scope,
+    memory,
+)
 from .logits import check_format
 
 
@@ -23,10 +34,23 @@ def info(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """Show MODEL's architecture, parameters, layers, d_model, vocabulary, tied embeddings and head."""
     check_format(fmt)
-    data = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code).info().to_dict()
+    data = (
+        load_scope(
+            model,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            **memory(device_map, max_memory, offload_folder),
+        )
+        .info()
+        .to_dict()
+    )
     if fmt == "json":
         sys.stdout.write(json.dumps(data) + "\n")
         return

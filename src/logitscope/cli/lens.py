@@ -12,14 +12,18 @@ import typer
 from ..io.formats import PLOT_SUFFIXES
 from .common import (
     DEVICE,
+    DEVICE_MAP,
     DTYPE,
+    MAX_MEMORY,
     MODEL,
+    OFFLOAD_FOLDER,
     TRUNCATE,
     TRUST_REMOTE_CODE,
     check_out_file,
     clean_errors,
     fail,
     load_scope,
+    memory,
     stdout_is_terminal,
 )
 
@@ -147,6 +151,9 @@ def lens(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
     tuned: str | None = typer.Option(None, "--tuned", help="Use a tuned lens: a tuned-lens folder, or 'demo'."),
     lens_path: str | None = typer.Option(
         None, "--lens", help="Use any lens: a lens folder or file (its kind is read from it), 'logit' or 'demo'."
@@ -178,7 +185,13 @@ def lens(
     if sum(x is not None for x in (tuned, lens_path, jacobian)) > 1:
         fail("give one of --lens, --tuned and --jacobian: a result holds one lens")
     layer_list = parse_layers(layers)
-    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    scope = load_scope(
+        model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        **memory(device_map, max_memory, offload_folder),
+    )
     kwargs = dict(track=track or None, layers=layer_list, top_k=top_k, truncate=truncate)
     if sublayers:
         kwargs["sublayers"] = True

@@ -8,7 +8,21 @@ from pathlib import Path
 
 import typer
 
-from .common import DEVICE, DTYPE, MODEL, TRUNCATE, TRUST_REMOTE_CODE, check_out_file, clean_errors, fail, load_scope
+from .common import (
+    DEVICE,
+    DEVICE_MAP,
+    DTYPE,
+    MAX_MEMORY,
+    MODEL,
+    OFFLOAD_FOLDER,
+    TRUNCATE,
+    TRUST_REMOTE_CODE,
+    check_out_file,
+    clean_errors,
+    fail,
+    load_scope,
+    memory,
+)
 
 FORMATS = ("table", "json")
 # What each row's target is, by kind (the column header of the table).
@@ -39,6 +53,9 @@ def logits(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """Show the top tokens MODEL predicts at every position of TEXT (masked LMs: at each [MASK])."""
     check_format(fmt)
@@ -48,7 +65,13 @@ def logits(
         check_out_file(save, "--save")
     if generate is not None and target is not None:
         fail("give --target or --generate, not both")
-    scope = load_scope(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    scope = load_scope(
+        model,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        **memory(device_map, max_memory, offload_folder),
+    )
     vocab = scope.model.get_input_embeddings().weight.shape[0]
     if top_k > vocab:
         fail(f"--top-k {top_k} is more than the vocabulary ({vocab} tokens)")

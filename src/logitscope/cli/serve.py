@@ -8,7 +8,18 @@ import sys
 
 import typer
 
-from .common import DEVICE, DTYPE, TRUST_REMOTE_CODE, clean_errors, fail, status
+from .common import (
+    DEVICE,
+    DEVICE_MAP,
+    DTYPE,
+    MAX_MEMORY,
+    OFFLOAD_FOLDER,
+    TRUST_REMOTE_CODE,
+    clean_errors,
+    fail,
+    memory,
+    status,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +66,9 @@ def serve(
     device: str = DEVICE,
     dtype: str = DTYPE,
     trust_remote_code: bool = TRUST_REMOTE_CODE,
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:
     """Serve an interactive logit lens of MODELS at http://HOST:PORT/ (Ctrl-C stops it)."""
     from ..serve.guard import ALL_INTERFACES
@@ -85,7 +99,8 @@ def serve(
     from ..serve.models import load_scopes
 
     with status(f"loading {', '.join(models or ['demo'])}"):
-        scopes = load_scopes(list(models or []), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        mem = memory(device_map, max_memory, offload_folder)
+        scopes = load_scopes(list(models or []), device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)
     import uvicorn
 
     from ..serve.app import create_app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import clean_errors, fail, status
+from .common import DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, clean_errors, fail, memory, status
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +43,9 @@ def train_lens_command(
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
     backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend under torchrun: nccl or gloo."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
 ) -> None:  # fmt: skip
     """Train a tuned lens for MODEL: KL(final ‖ translated layer), one layer backpropagated at a time."""
     from ..data.corpus import Corpus
@@ -66,7 +69,10 @@ def train_lens_command(
         from ..loading import load
 
         with status(f"loading {model}") if ctx.is_main else nullcontext():
-            scope = load(model, device=model_device(ctx, device), dtype=dtype, trust_remote_code=trust_remote_code)
+            mem = memory(device_map, max_memory, offload_folder)
+            scope = load(
+                model, device=model_device(ctx, device), dtype=dtype, trust_remote_code=trust_remote_code, **mem
+            )
         lens = scope.train_lens(
             corpus, out=out, checkpoint=ckpt, resume=resume, progress=True, dist=ctx,
             steps=steps, tokens_per_step=tokens_per_step, seq_len=seq_len, batch_size=batch_size, lr=lr,

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import InputError, NonFiniteError
-from .capture import pad_guard, run_captured
+from .capture import pad_guard
+from .check import capture_checked
 from .inputs import Encoded, model_inputs
 from .kernel import StreamStats, stream_stats
 from .lens import Lens, is_identity
@@ -53,8 +54,8 @@ def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, tap=None) -
     kwargs = model_inputs(parts.kind, batch, scope.input_device, scope.pad_id)
     real = kwargs.get("decoder_attention_mask", kwargs["attention_mask"])  # (B, T) the blocks' sequence
     with pad_guard(parts.blocks, real):
-        if tap is None:
-            return run_captured(scope.model, parts.blocks, rows, **kwargs)
+        if tap is None:  # a pending self-check (weights on disk) rides along this forward
+            return capture_checked(scope, rows, **kwargs)
         from .sublayers import run_captured_rows
 
         return run_captured_rows(scope.model, parts.blocks, tap, rows, **kwargs)
@@ -123,16 +124,17 @@ def lens_stats(
     streams = real_rows(captured, stat_rows, lengths, captured[L].device)
     apply_lens(lens, streams, stat_rows, L)
     try:
-        stats = stream_stats(
-            streams,
-            parts.unembed,
-            targets=targets,
-            track=track,
-            top_k=top_k,
-            chunk_rows=scope.chunk_size,
-            vocab_size=parts.vocab_size,
-            device=parts.head_device,
-        )
+        with parts.materialized():  # an offloaded head: on its device once, not per chunk
+            stats = stream_stats(
+                streams,
+                parts.unembed,
+                targets=targets,
+                track=track,
+                top_k=top_k,
+                chunk_rows=scope.chunk_size,
+                vocab_size=parts.vocab_size,
+                device=parts.head_device,
+            )
     except NonFiniteError as err:  # say why: NaN weights, padding or overflow (nonfinite.py)
         from .nonfinite import explain
 

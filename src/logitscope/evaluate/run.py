@@ -18,7 +18,7 @@ import torch
 
 from ..data.distributed import DistContext, auto_batch_size, eval_chunk_rows
 from ..data.windows import resolve_seq_len, token_byte_lengths, token_stream, window_batches, windows
-from ..engine.capture import run_captured
+from ..engine.check import capture_checked
 from ..engine.kernel import stream_stats
 from ..engine.run import apply_lens, check_rows
 from ..errors import InputError
@@ -168,19 +168,22 @@ def _window_sums(scope, parts, rows: list[int], x: np.ndarray, y: np.ndarray, ch
     B, T = x.shape
     S = len(rows)
     inputs = torch.from_numpy(x).to(scope.input_device)
-    captured = run_captured(scope.model, parts.blocks, rows, input_ids=inputs, use_cache=False)
+    captured = capture_checked(scope, rows, input_ids=inputs, use_cache=False)  # a pending self-check rides along
     head = parts.head_device
     streams = torch.stack([captured.pop(r).reshape(B * T, -1).to(head) for r in rows])  # (S, B·T, d)
     del captured
     targets = torch.from_numpy(y.reshape(-1))
     kw = dict(targets=targets, top_k=1, chunk_rows=chunk, vocab_size=parts.vocab_size, device=head)
     L = rows[-1]
-    outs = [_sums(stream_stats(streams, parts.unembed, **kw), targets, S, B, T)]
-    for j, lens in enumerate(lenses):  # the last lens may transform the streams in place
-        own = streams if j == len(lenses) - 1 else streams.clone()
-        covered = [r if r == L or lens.covers(r) else L for r in rows]  # uncovered rows pass as the final: untouched
-        outs.append(_sums(stream_stats(apply_lens(lens, own, covered, L), parts.unembed, **kw), targets, S, B, T))
-        del own
+    with parts.materialized():  # an offloaded head: on its device once per batch, not per chunk
+        outs = [_sums(stream_stats(streams, parts.unembed, **kw), targets, S, B, T)]
+        for j, lens in enumerate(lenses):  # the last lens may transform the streams in place
+            own = streams if j == len(lenses) - 1 else streams.clone()
+            covered = [
+                r if r == L or lens.covers(r) else L for r in rows
+            ]  # uncovered rows pass as the final: untouched
+            outs.append(_sums(stream_stats(apply_lens(lens, own, covered, L), parts.unembed, **kw), targets, S, B, T))
+            del own
     del streams
     return torch.cat(outs).transpose(0, 1).numpy()  # (B, kS, 5)
 

@@ -134,6 +134,8 @@ def tie_status(scope) -> str:
         and out.storage_offset() == inp.storage_offset()
     ):
         return "shared"
+    if out.is_meta or inp.is_meta:  # offloaded (accelerate): never read weights that are not loaded
+        return "unknown (offloaded)"
     if out.shape == inp.shape and torch.equal(out.detach(), inp.detach().to(out.device, out.dtype)):
         return "equal"
     return "different"

@@ -152,8 +152,13 @@ def display_name(model: str) -> str:
     return text
 
 
-def load_scopes(models: list[str], *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-    """Load each model once (``demo`` when none is given) into ``{name: Scope}`` with unique names."""
+def load_scopes(
+    models: list[str], *, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, **mem
+):
+    """Load each model once (``demo`` when none is given) into ``{name: Scope}`` with unique names.
+
+    ``mem``: ``load()``'s ``device_map``/``max_memory``/``offload_folder``.
+    """
     from ..loading import load
 
     out: dict[str, Any] = {}
@@ -162,5 +167,5 @@ def load_scopes(models: list[str], *, device: str = "auto", dtype: str = "auto",
         n = 2
         while name in out:
             name, n = f"{base}-{n}", n + 1
-        out[name] = load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        out[name] = load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)
     return out

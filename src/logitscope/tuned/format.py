@@ -79,6 +79,9 @@ def unembed_hash(parts) -> str:
     import hashlib
 
     weight = parts.head_weight
+    if weight.is_meta:  # an offloaded head: hash the weights its offload hook loads
+        with parts.materialized():
+            return unembed_hash(parts)
     cached = _hash_cache.get(id(weight))
     if cached is not None and cached[0]() is weight and cached[1] == weight._version:
         return cached[2]

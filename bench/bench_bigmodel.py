@@ -1,0 +1,402 @@
+"""Models larger than memory: the lens of an 8B-shaped model streamed from disk.
+
+Writes random-init Llama-3-8B-shaped safetensors shards directly (tensor by tensor in chunks, the
+model is never held in memory), then, each in a fresh subprocess so peak RSS is its own:
+
+* ``stream``: ``logitscope.load(dir, device_map="stream")`` and one lens of T tokens (its
+  self-check rides along that forward); time and peak RSS;
+* ``read``: the time to read every weight byte from disk (page cache dropped first);
+* ``compute``: the same lens with the weights already in memory, measured on 1- and 3-block
+  cuts of the same shards (warm page cache) and extrapolated linearly to 32 blocks;
+* ``hf``: the same job through plain transformers + accelerate's auto offload
+  (``device_map="auto"``, ``max_memory``, disk offload) with ``output_hidden_states`` and the
+  head applied per layer (entropy, top-5, KL to final, as the lens reports);
+* ``nnsight``: the same with nnsight's trace, when nnsight imports.
+
+Cases: ``bf16`` (16 GB, T=256, target peak RSS <= 2.5 GB) and ``f32`` (32 GB, more than this
+machine's RAM, T=128, target <= 6 GB). Shards are deleted afterwards. Targets: time per lens
+<= 1.3 x max(read, compute).
+
+    PYTHONPATH=src python bench/bench_bigmodel.py --case bf16 --case f32 [--peers hf,nnsight] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPE = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=8192,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+    bos_token_id=128000,
+    eos_token_id=128001,
+)
+CASES = {
+    "bf16": dict(dtype="bfloat16", T=256, rss_gb=2.5, budget="2GiB", disk_gb=16 + 8),
+    "f32": dict(dtype="float32", T=128, rss_gb=6.0, budget="5GiB", disk_gb=40),
+}
+SHARD_BYTES = 5 * 2**30
+
+
+def tensors(L: int, d: int, f: int, h: int, kv: int, V: int):
+    """(name, shape) of a Llama checkpoint, in file order."""
+    hd = d // h
+    yield "model.embed_tokens.weight", (V, d)
+    for i in range(L):
+        p = f"model.layers.{i}."
+        yield p + "input_layernorm.weight", (d,)
+        yield p + "self_attn.q_proj.weight", (h * hd, d)
+        yield p + "self_attn.k_proj.weight", (kv * hd, d)
+        yield p + "self_attn.v_proj.weight", (kv * hd, d)
+        yield p + "self_attn.o_proj.weight", (d, h * hd)
+        yield p + "post_attention_layernorm.weight", (d,)
+        yield p + "mlp.gate_proj.weight", (f, d)
+        yield p + "mlp.up_proj.weight", (f, d)
+        yield p + "mlp.down_proj.weight", (d, f)
+    yield "model.norm.weight", (d,)
+    yield "lm_head.weight", (V, d)
+
+
+def write_model(folder: Path, dtype: str, layers: int | None = None) -> int:
+    """Random-init shards + config in ``folder``; returns bytes written. Peak memory: one 64 MB pool.
+
+    Drawing 8G normal samples costs minutes of CPU here, so the values are windows of one pool of
+    16M N(0, 0.02²) samples at shifting offsets (norm weights are ones).
+    """
+    import torch
+
+    tdt = getattr(torch, dtype)
+    tag = {"bfloat16": "BF16", "float32": "F32"}[dtype]
+    size = tdt.itemsize
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = layers or SHAPE["num_hidden_layers"]
+    cfg = dict(SHAPE, num_hidden_layers=layers, model_type="llama", architectures=["LlamaForCausalLM"], dtype=dtype)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    sh = SHAPE
+    items = list(
+        tensors(
+            layers,
+            sh["hidden_size"],
+            sh["intermediate_size"],
+            sh["num_attention_heads"],
+            sh["num_key_value_heads"],
+            sh["vocab_size"],
+        )
+    )
+    shards: list[list[tuple[str, tuple]]] = [[]]
+    used = 0
+    for name, shape in items:
+        n = 1
+        for s in shape:
+            n *= s
+        if used and used + n * size > SHARD_BYTES:
+            shards.append([])
+            used = 0
+        shards[-1].append((name, shape))
+        used += n * size
+    gen = torch.Generator().manual_seed(0)
+    step = 2**24
+    pool = (torch.randn(step + 65521, generator=gen) * 0.02).to(tdt)  # windows of it fill every tensor
+    ones = torch.ones(step, dtype=tdt)
+    weight_map, total, k_chunk = {}, 0, 0
+    for k, group in enumerate(shards):
+        fname = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        header, off = {}, 0
+        for name, shape in group:
+            n = 1
+            for s in shape:
+                n *= s
+            header[name] = {"dtype": tag, "shape": list(shape), "data_offsets": [off, off + n * size]}
+            off += n * size
+            weight_map[name] = fname
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(folder / fname, "wb") as f:
+            f.write(struct.pack("<Q", len(raw)) + raw)
+            for name, shape in group:
+                n = 1
+                for s in shape:
+                    n *= s
+                norm = name.endswith("layernorm.weight") or name == "model.norm.weight"
+                for a in range(0, n, step):
+                    m = min(step, n - a)
+                    k_chunk += 1
+                    off = (k_chunk * 7919) % 65521  # a different window per chunk: no two rows alike
+                    chunk = ones[:m] if norm else pool[off : off + m]
+                    f.write(chunk.view(torch.uint8).numpy().data)
+            total += f.tell()
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    write_tokenizer(folder)
+    return total
+
+
+def write_tokenizer(folder: Path) -> None:
+    """A word-level tokenizer ("t0 t1 ..."), so peers that insist on one (nnsight) can load the model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(1000)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="t0", pad_token="t0").save_pretrained(folder)
+
+
+def drop_cache(folder: Path) -> None:
+    """Ask the kernel to forget the shards' pages (so the next read comes from disk)."""
+    for p in folder.glob("*.safetensors"):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def time_read(folder: Path) -> float:
+    drop_cache(folder)
+    t0 = time.perf_counter()
+    for p in sorted(folder.glob("*.safetensors")):
+        with open(p, "rb", buffering=0) as f:
+            while f.read(64 << 20):
+                pass
+    dt = time.perf_counter() - t0
+    drop_cache(folder)
+    return dt
+
+
+def cut(folder: Path, layers: int) -> Path:
+    """A sibling directory whose config has only ``layers`` blocks, sharing the same shard files."""
+    out = folder.parent / f"{folder.name}-cut{layers}"
+    out.mkdir(exist_ok=True)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["num_hidden_layers"] = layers
+    (out / "config.json").write_text(json.dumps(cfg))
+    for p in folder.glob("*.safetensors*"):
+        if not (out / p.name).exists():
+            os.symlink(p, out / p.name)
+    return out
+
+
+# -- the measured jobs (each runs in a child process: python bench_bigmodel.py --job ...) ------------
+def _ids(T: int):
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, SHAPE["vocab_size"], (T,), generator=g).tolist()
+
+
+def job_stream(folder: str, T: int, repeat: int) -> dict:
+    import torch
+
+    import logitscope
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    scope = logitscope.load(folder, device_map="stream", device="cpu")
+    load_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res = scope.lens(_ids(T))
+        times.append(time.perf_counter() - t0)
+    streamer = scope.model._logitscope_streamer
+    return dict(
+        load_s=round(load_s, 2),
+        lens_s=[round(t, 2) for t in times],
+        checked=not scope._check_pending,
+        block_loads=streamer.loads,
+        top1_last=int(res.top_ids[-1, -1, 0]),
+        entropy_last_mean=float(res.entropy[-1].mean()),
+    )
+
+
+def job_hf(folder: str, T: int, budget: str, offload: str) -> dict:
+    """Plain transformers: auto offload, output_hidden_states, the head per layer, same statistics."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, device_map="auto", max_memory={"cpu": budget}, offload_folder=offload, dtype="auto"
+    ).eval()
+    load_s = time.perf_counter() - t0
+    ids = torch.tensor([_ids(T)])
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model(ids, output_hidden_states=True)
+        final = out.logits[0].float().log_softmax(-1)
+        pf = final.exp()
+        stats = []
+        hs = out.hidden_states
+        for h in hs[:-1]:  # the last entry is already normed: the model's own logits stand for it
+            lp = model.lm_head(model.model.norm(h))[0].float().log_softmax(-1)
+            p = lp.exp()
+            stats.append(((-(p * lp).sum(-1)).mean().item(), (pf * (final - lp)).sum(-1).mean().item()))
+            lp.topk(5, dim=-1)
+        final.topk(5, dim=-1)
+    return dict(load_s=round(load_s, 2), lens_s=[round(time.perf_counter() - t0, 2)], rows=len(hs))
+
+
+def job_nnsight(folder: str, T: int, budget: str, offload: str) -> dict:
+    import torch
+    from nnsight import LanguageModel
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    lm = LanguageModel(
+        folder, device_map="auto", max_memory={"cpu": budget}, offload_folder=offload, dtype="auto", dispatch=True
+    )
+    load_s = time.perf_counter() - t0
+    ids = torch.tensor([_ids(T)])
+    t0 = time.perf_counter()
+    saved = []
+    with torch.inference_mode(), lm.trace(ids):
+        for layer in lm.model.layers:
+            saved.append(lm.lm_head(lm.model.norm(layer.output)).save())
+    for z in saved:
+        lp = getattr(z, "value", z)[0].float().log_softmax(-1)
+        (-(lp.exp() * lp).sum(-1)).mean()
+    return dict(load_s=round(load_s, 2), lens_s=[round(time.perf_counter() - t0, 2)])
+
+
+def run_child(job: str, timeout: float, **kw) -> dict:
+    """Run one job in a fresh interpreter; its peak RSS (GB) is added."""
+    cmd = [sys.executable, __file__, "--job", job, "--args", json.dumps(kw)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(error=f"did not finish within {timeout:.0f} s")
+    if proc.returncode != 0:
+        return dict(error=(proc.stderr.strip().splitlines() or ["?"])[-1], wall_s=round(time.perf_counter() - t0, 1))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def child_main(job: str, args: dict) -> None:
+    out = {"stream": job_stream, "hf": job_hf, "nnsight": job_nnsight}[job](**args)
+    out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    print(json.dumps(out))
+
+
+# -- one case --------------------------------------------------------------------------------
+def guard(case: dict, folder: Path) -> str | None:
+    """Why this case cannot run here (disk or RAM short), or None."""
+    free = shutil.disk_usage(folder.parent).free / 1e9
+    if free < case["disk_gb"]:
+        return f"needs {case['disk_gb']} GB free disk, {free:.0f} GB free"
+    with open("/proc/meminfo") as f:
+        avail = {k: int(v.split()[0]) for k, v in (line.split(":") for line in f)}["MemAvailable"] / 2**20
+    if avail < case["rss_gb"] + 2:
+        return f"needs {case['rss_gb'] + 2:.1f} GB of available RAM, {avail:.1f} GB available"
+    return None
+
+
+STEPS = ("read", "stream", "compute")
+
+
+def run_case(name: str, base: Path, peers: list[str], repeat: int, steps=STEPS, keep: bool = False) -> dict:
+    case = CASES[name]
+    folder = base / f"llama8b-{name}"
+    reuse = (folder / "model.safetensors.index.json").exists()
+    why = None if reuse else guard(case, folder)
+    if why:
+        print(f"[{name}] skipped: {why}", flush=True)
+        return dict(skipped=why)
+    out: dict = dict(T=case["T"], dtype=case["dtype"], target_rss_gb=case["rss_gb"])
+    try:
+        t0 = time.perf_counter()
+        if reuse:  # shards left by an earlier run (--keep)
+            out["weights_gb"] = round(sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e9, 2)
+        else:
+            out["weights_gb"] = round(write_model(folder, case["dtype"]) / 1e9, 2)
+            out["write_s"] = round(time.perf_counter() - t0, 1)
+        print(f"[{name}] {out['weights_gb']} GB of weights in {folder}", flush=True)
+        if "read" in steps:
+            out["read_s"] = round(time_read(folder), 1)
+            print(f"[{name}] cold read {out['read_s']} s", flush=True)
+        drop_cache(folder)
+        if "stream" in steps:
+            out["stream"] = run_child("stream", 3600, folder=str(folder), T=case["T"], repeat=repeat)
+            print(f"[{name}] stream {out['stream']}", flush=True)
+        comp = {}
+        for n in (1, 3) if "compute" in steps else ():  # the same lens, weights in page cache: the compute alone
+            sub = cut(folder, n)
+            run_child("stream", 1800, folder=str(sub), T=case["T"], repeat=1)  # warm the cache
+            comp[n] = run_child("stream", 1800, folder=str(sub), T=case["T"], repeat=1)
+        if comp and all("lens_s" in c for c in comp.values()):
+            t1, t3 = comp[1]["lens_s"][0], comp[3]["lens_s"][0]
+            out["compute_s"] = round(t1 + (SHAPE["num_hidden_layers"] - 1) * (t3 - t1) / 2, 1)
+        out["compute_cuts"] = comp
+        print(f"[{name}] compute {out.get('compute_s')} {comp}", flush=True)
+        lens_s = out.get("stream", {}).get("lens_s", [None])[0]
+        if lens_s and out.get("compute_s") and out.get("read_s"):
+            out["ratio"] = round(lens_s / max(out["read_s"], out["compute_s"]), 2)
+        for peer in peers:
+            drop_cache(folder)
+            off = base / f"offload-{name}"
+            off.mkdir(exist_ok=True)
+            out[peer] = run_child(peer, 2400, folder=str(folder), T=case["T"], budget=case["budget"], offload=str(off))
+            shutil.rmtree(off, ignore_errors=True)
+            print(f"[{name}] {peer} {out[peer]}", flush=True)
+    finally:
+        for p in base.glob(f"llama8b-{name}*"):
+            if not keep or p != folder:
+                shutil.rmtree(p, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", action="append", choices=sorted(CASES))
+    ap.add_argument("--peers", default="hf,nnsight", help="comma list of hf, nnsight (or 'none')")
+    ap.add_argument("--dir", default=str(Path.cwd() / ".bench_bigmodel"))
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--steps", default=",".join(STEPS), help="comma list of read, stream, compute")
+    ap.add_argument("--keep", action="store_true", help="keep the shards (a later run reuses them)")
+    ap.add_argument("--tiny", action="store_true", help="a small model of the same layout (smoke test)")
+    ap.add_argument("--job")
+    ap.add_argument("--args")
+    a = ap.parse_args()
+    if a.tiny or os.environ.get("BENCH_BIGMODEL_TINY"):
+        os.environ["BENCH_BIGMODEL_TINY"] = "1"  # the children too
+        SHAPE.update(hidden_size=256, intermediate_size=512, num_hidden_layers=4, vocab_size=2000)
+        for c in CASES.values():
+            c.update(T=32, disk_gb=1, rss_gb=1.0, budget="20MiB")
+    if a.job:
+        child_main(a.job, json.loads(a.args))
+        return
+    peers = [p for p in a.peers.split(",") if p and p != "none"]
+    if "nnsight" in peers:
+        try:
+            import nnsight  # noqa: F401
+        except ImportError:
+            print("nnsight is not installed: skipped", flush=True)
+            peers.remove("nnsight")
+    base = Path(a.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    steps = a.steps.split(",")
+    results = {name: run_case(name, base, peers, a.repeat, steps, a.keep) for name in (a.case or ["bf16", "f32"])}
+    if not a.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

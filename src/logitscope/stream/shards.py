@@ -1,0 +1,138 @@
+"""Zero-copy tensors from a checkpoint's own safetensors shards.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header
+``{name: {"dtype", "shape", "data_offsets": [begin, end]}}`` and the raw bytes. :class:`Shards`
+parses the headers only (no weights are read) and :meth:`Shards.view` maps one tensor's bytes
+with ``mmap`` (private, copy-on-write: nothing is written back) and wraps them with
+``torch.frombuffer``: no copy in memory and no second copy on disk. The pages come from the page
+cache when first touched; they leave the process's memory when the last view of the map is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import CorruptWeightsError, UnsupportedModelError
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_PAGE = mmap.ALLOCATIONGRANULARITY
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where one tensor lives: its file, byte range (absolute offsets) and layout."""
+
+    path: str
+    begin: int
+    end: int
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+
+def _read_header(path: Path) -> dict[str, Entry]:
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100_000_000:
+                raise ValueError(f"header length {n}")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error) as err:
+        raise CorruptWeightsError(f"cannot read the safetensors header of {str(path)!r}: {err}") from None
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in _DTYPES:
+            raise UnsupportedModelError(
+                f"{name!r} in {path.name} has dtype {info['dtype']}, which streaming cannot map"
+            )
+        b, e = info["data_offsets"]
+        out[name] = Entry(str(path), base + b, base + e, _DTYPES[info["dtype"]], tuple(info["shape"]))
+    return out
+
+
+class Shards:
+    """The tensors of every ``*.safetensors`` file of a model directory, by name.
+
+    Args:
+        folder: a model directory (``model.safetensors``, or shards listed in
+            ``model.safetensors.index.json``).
+
+    Raises:
+        UnsupportedModelError: the directory holds no safetensors weights (streaming maps only
+            safetensors; ``.bin`` checkpoints must be loaded whole or with ``offload_folder``).
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        index = folder / "model.safetensors.index.json"
+        if index.exists():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            paths = [folder / f for f in files]
+        else:
+            paths = sorted(folder.glob("*.safetensors"))
+        if not paths:
+            raise UnsupportedModelError(
+                f"streaming reads safetensors shards, and {str(folder)!r} has none; "
+                "load the whole model, or pass offload_folder= to let accelerate offload it"
+            )
+        self.entries: dict[str, Entry] = {}
+        for p in paths:
+            self.entries.update(_read_header(p))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def nbytes(self, names) -> int:
+        """Bytes on disk of the named tensors."""
+        return sum(self.entries[n].nbytes for n in names)
+
+    def view(self, name: str, *, willneed: bool = False) -> torch.Tensor:
+        """The tensor ``name`` backed by the file's pages (no copy); copied only if misaligned.
+
+        With ``willneed`` the kernel is asked to read the pages into the page cache now
+        (``MADV_WILLNEED``, from a worker thread): the compute that touches them later finds them
+        there, and they count in this process's memory only while a view of them is alive.
+        """
+        e = self.entries[name]
+        start = e.begin - e.begin % _PAGE
+        numel = 1
+        for s in e.shape:
+            numel *= s
+        if e.nbytes == 0:
+            return torch.empty(e.shape, dtype=e.dtype)
+        with open(e.path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), e.end - start, access=mmap.ACCESS_COPY, offset=start)
+        offset = e.begin - start
+        if willneed and hasattr(mm, "madvise"):
+            mm.madvise(mmap.MADV_WILLNEED)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # frombuffer warns about non-writable buffers; ACCESS_COPY is writable
+            t = torch.frombuffer(mm, dtype=e.dtype, count=numel, offset=offset).view(e.shape)
+        if offset % t.element_size():  # an odd-aligned tensor: kernels want natural alignment
+            t = t.clone()
+        return t

@@ -1,0 +1,164 @@
+"""Run a model whose blocks live on disk: each block's weights exist only while it computes.
+
+The model's own forward drives the order (every architecture works as it does in memory, with the
+whole batch going through each block). A forward pre-hook on block ``i`` installs its weights
+(mapped from the safetensors shards, converted to the compute dtype and moved to the compute
+device) and hands block ``i + 1`` to a worker thread, which reads its pages from disk while block
+``i`` computes; a forward hook puts block ``i``'s ``meta`` parameters back, so at most two
+blocks are materialised at a time (one when ``prefetch=False``). With the compute dtype the
+stored one, "materialised" is a zero-copy map: the worker asks the kernel to read the pages ahead
+(``MADV_WILLNEED``), and only the computing block's pages count in the process's memory. After its
+first forward each block's weights are checked for NaN/inf while still resident
+(:attr:`BlockStreamer.nonfinite`): the scan costs no pass over the disk of its own.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+from torch import nn
+
+from .shards import Shards
+
+
+class BlockStreamer:
+    """Hooks that stream ``blocks`` from ``shards``.
+
+    Args:
+        blocks: the model's block list, its parameters on ``meta``.
+        keys: per block, ``{parameter path inside the block: checkpoint tensor name}``.
+        shards: where the tensors are.
+        dtype: compute dtype (floating tensors are converted per block).
+        device: compute device.
+        prefetch: read block ``i + 1`` in a thread while block ``i`` computes.
+
+    Attributes:
+        nonfinite: checkpoint names of streamed tensors found holding NaN/inf so far.
+        loads: blocks materialised so far (a full pass over the model adds ``len(blocks)``).
+    """
+
+    def __init__(
+        self,
+        blocks: nn.ModuleList,
+        keys: list[dict[str, str]],
+        shards: Shards,
+        *,
+        dtype: torch.dtype,
+        device: torch.device,
+        prefetch: bool = True,
+    ) -> None:
+        self.blocks, self.keys, self.shards = blocks, keys, shards
+        self.dtype, self.device, self.prefetch = dtype, torch.device(device), prefetch
+        self.nonfinite: set[str] = set()
+        self.loads = 0
+        self._meta = [{p: _get_param(b, p) for p in k} for b, k in zip(blocks, keys)]
+        self._installed: set[int] = set()
+        self._scanned: set[int] = set()
+        self._pending: dict[int, Future] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logitscope-prefetch") if prefetch else None
+        self._handles = []
+        for i, block in enumerate(blocks):
+            self._handles.append(block.register_forward_pre_hook(lambda m, a, i=i: self._enter(i)))
+            self._handles.append(block.register_forward_hook(lambda m, a, o, i=i: self._exit(i)))
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of the largest block in the compute dtype."""
+        return max(self._bytes(i) for i in range(len(self.blocks)))
+
+    def _bytes(self, i: int) -> int:
+        total = 0
+        for key in self.keys[i].values():
+            e = self.shards.entries[key]
+            size = self.dtype.itemsize if e.dtype.is_floating_point else e.dtype.itemsize
+            total += size * max(1, e.nbytes // e.dtype.itemsize)
+        return total
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self, i: int) -> dict[str, torch.Tensor]:
+        """Block ``i``'s tensors, ready to compute with (runs in the worker thread)."""
+        out = {}
+        for path, key in self.keys[i].items():
+            t = self.shards.view(key, willneed=True)  # zero-copy; the kernel reads ahead
+            if t.is_floating_point() and t.dtype != self.dtype:
+                t = t.to(self.dtype)  # reads the pages and writes a converted copy
+            if t.device != self.device:
+                t = t.to(self.device)
+            out[path] = t
+        return out
+
+    def _scan(self, i: int) -> None:
+        """Record NaN/inf weights of installed block ``i`` (once per block; its pages are resident)."""
+        if i in self._scanned:
+            return
+        self._scanned.add(i)
+        with torch.no_grad():
+            for path, key in self.keys[i].items():
+                t = _get_param(self.blocks[i], path)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    self.nonfinite.add(key)
+
+    def _fetch(self, i: int) -> Future:
+        if i not in self._pending:
+            if self._pool is not None:
+                self._pending[i] = self._pool.submit(self._load, i)
+            else:
+                f: Future = Future()
+                f.set_result(self._load(i))
+                self._pending[i] = f
+        return self._pending[i]
+
+    def _enter(self, i: int) -> None:
+        for j in list(self._installed):  # after an aborted forward (the lens stops early)
+            if j != i:
+                self._exit(j)
+        for j in list(self._pending):  # a prefetch that the last forward never used
+            if j not in (i, i + 1):
+                self._pending.pop(j).result()
+        if i not in self._installed:
+            tensors = self._fetch(i).result()
+            for path, t in tensors.items():
+                _set_param(self.blocks[i], path, nn.Parameter(t, requires_grad=False))
+            self._installed.add(i)
+            self.loads += 1
+            self._pending.pop(i, None)
+        if self.prefetch and i + 1 < len(self.blocks):
+            self._fetch(i + 1)
+
+    def _exit(self, i: int) -> None:
+        if i in self._installed:
+            self._scan(i)
+            for path, meta in self._meta[i].items():
+                _set_param(self.blocks[i], path, meta)
+            self._installed.discard(i)
+
+    def release(self) -> None:
+        """Drop every materialised block (and wait for a prefetch in flight)."""
+        for j in list(self._installed):
+            self._exit(j)
+        for j in list(self._pending):
+            self._pending.pop(j).result()
+
+    def close(self) -> None:
+        """Remove the hooks and stop the worker; the blocks stay on ``meta``."""
+        self.release()
+        for h in self._handles:
+            h.remove()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _owner(block: nn.Module, path: str) -> tuple[nn.Module, str]:
+    mod_path, _, name = path.rpartition(".")
+    return (block.get_submodule(mod_path) if mod_path else block), name
+
+
+def _get_param(block: nn.Module, path: str) -> nn.Parameter:
+    module, name = _owner(block, path)
+    return module._parameters[name]
+
+
+def _set_param(block: nn.Module, path: str, value: nn.Parameter) -> None:
+    module, name = _owner(block, path)
+    module._parameters[name] = value

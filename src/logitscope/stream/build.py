@@ -92,7 +92,7 @@ def load_streamed(
     model.tie_weights()  # as from_pretrained does (outside init_empty_weights, which re-creates parameters)
     model.eval()
     if blocks_path is None:
-        from ..arch.registry import spec_for
+        from ..arch.discover import spec_for
 
         blocks_path = spec_for(model)[0].blocks
     blocks = model.get_submodule(blocks_path)

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 
 import torch
 
-from ..arch.registry import decoder_start, stream_order, stream_slot
+from ..arch.registry import decoder_start
 from ..arch.weights import corrupt_weights, weights_resident
 from ..errors import LogitscopeError, NonFiniteError, UnsupportedModelError
-from .capture import capture_streams, run_captured
+from .capture import capture_streams, read_streams, run_captured
 from .inputs import Encoded, model_inputs
 
 # Self-check tolerance on log-probabilities, by the model's dtype (half precision: 5e-2).
@@ -64,7 +64,9 @@ def _forward_with_logits(scope, rows, inputs: dict, keep: torch.Tensor | None):
     missing = set(rows) - set(captured)
     if missing:
         raise UnsupportedModelError(f"the forward pass never reached stream rows {sorted(missing)}")
-    return dict(captured), logits
+    ids = inputs["decoder_input_ids" if "decoder_input_ids" in inputs else "input_ids"]
+    with torch.inference_mode():
+        return read_streams(dict(captured), scope.parts.blocks, ids.shape[1], sorted(set(rows))), logits
 
 
 def _overflow(scope, kwargs) -> NonFiniteError:
@@ -102,7 +104,7 @@ def self_check(scope, *, n_tokens: int = 6) -> float:
     start = decoder_start(model.config, probe)  # any start token checks the tail; the model's own if it has one
     enc = Encoded(probe, [probe[0] if start is None else start, probe[0]] if parts.kind == "seq2seq" else None, [])
     kwargs = model_inputs(parts.kind, [enc], scope.input_device, scope.pad_id)
-    if not weights_resident(model) and stream_order(model.config) is None and not stream_slot(model.config):
+    if not weights_resident(model):
         try:  # weights on disk: one forward, not two
             captured, logits = _forward_with_logits(scope, [parts.n_blocks], kwargs, None)
             diff = _compare(scope, logits[0], captured[parts.n_blocks][0, : logits.shape[1]])
@@ -161,8 +163,8 @@ def deferred(scope):
 
 
 def _can_ride(scope) -> bool:
-    model, config = scope.model, scope.model.config
-    if scope.parts.kind != "causal" or stream_order(config) is not None or stream_slot(config):
+    model = scope.model
+    if scope.parts.kind != "causal":
         return False
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters

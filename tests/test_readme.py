@@ -42,6 +42,8 @@ SUBSTITUTIONS = [
     (r"steps=250", "steps=2, tokens_per_step=128, seq_len=32"),
     (r"\[--steps --tokens-per-step --resume\]", "--steps 2 --tokens-per-step 128 --seq-len 32"),
     (r"--generate 10", "--generate 3"),
+    (r'track=\[" dog", " cat"\]', 'track=[" God", " LORD"]'),  # single tokens of the demo vocabulary
+    (r'nearest\("weekend"', 'nearest(" LORD"'),
 ]
 SKIPPED = {
     "torchrun": "needs several processes (tests/test_distributed.py runs them)",
@@ -70,8 +72,8 @@ def _cli_calls() -> list[str]:
             if line.endswith("\\"):
                 pending = line[:-1] + " "
                 continue
-            if not line or any(line.startswith(skip) for skip in SKIPPED):
-                continue
+            if not line.startswith("logitscope ") or any(line.startswith(skip) for skip in SKIPPED):
+                continue  # comments, dev.sh, ruff/pytest/python lines, torchrun, serve
             calls.append(line)
     return calls
 

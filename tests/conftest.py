@@ -6,11 +6,19 @@ Add fixtures here; do not remove others'.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# tests/ mirrors the package (tests/engine/, tests/lens/, ...); helpers are shared by module name
+# (``import tiny``, ``from test_lens_exact import truncated``), so every test folder is importable.
+for _folder in sorted(p for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 # Awkward tokens on purpose: whitespace, empty, special, CSV/JSON/HTML metacharacters, NaN-like text.
 AWKWARD = [

@@ -46,8 +46,8 @@ SUBSTITUTIONS = [
     (r'nearest\("weekend"', 'nearest(" LORD"'),
 ]
 SKIPPED = {
-    "torchrun": "needs several processes (tests/test_distributed.py runs them)",
-    "logitscope serve": "a long-running server (tests/test_serve_api.py drives the app)",
+    "torchrun": "needs several processes (tests/data/test_distributed.py runs them)",
+    "logitscope serve": "a long-running server (tests/serve/test_serve_api.py drives the app)",
     "bash scripts/dev.sh": "creates virtual environments",
     "logitscope eval meta-llama": "a hub model on a cluster",
 }

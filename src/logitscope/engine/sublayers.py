@@ -10,7 +10,7 @@ The sub-layer row ``"l.attn"`` is ``mid_l``, captured as the input of the block'
 (where that is, per architecture, is :data:`logitscope.arch.registry.BLOCK_LAYOUTS`). Parallel
 blocks get the row ``"l.in+attn"`` = ``row_l - mlp_l`` = ``row_{l-1} + attn_l``: what the block
 would output with its MLP silenced. Either way the row equals the model itself with the blocks
-after ``l`` removed and block ``l``'s MLP output zeroed (the oracle in ``tests/test_sublayers.py``).
+after ``l`` removed and block ``l``'s MLP output zeroed (the oracle in ``tests/engine/test_sublayers.py``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One live server (the CLI itself, in a subprocess, on a free port) serves two tin
 a tokenizer (3 and 5 blocks). The page is checked against ``scope.lens`` of the same weights, loaded
 here. Skipped when /usr/bin/chromium is missing (``scripts/dev.sh`` installs it with apt-get).
 
-``LOGITSCOPE_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py -k docs`` re-makes the
+``LOGITSCOPE_SCREENSHOTS=docs/img pytest tests/serve/test_serve_browser.py -k docs`` re-makes the
 screenshots of docs/serve.md from the bundled demo model.
 """
 

@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of the CLI and the Python API (issue 9).
+"""Property-based fuzzing (hypothesis) of the CLI and the Python API: one clear error, never a crash.
 
 Whatever the arguments, file contents, encodings or model folders, every outcome is either a valid
 result or a ``LogitscopeError`` (CLI: exit code 2 and exactly one ``error:`` line on stderr);

@@ -179,7 +179,7 @@ def test_position_out_of_range_is_an_error_everywhere(tiny_lm_dir, scope, tmp_pa
         traj = ("--track", " the", "-o", out, "--trajectory", tmp_path / "t.svg", "--position", pos)
         one_line_error(run(tiny_lm_dir, TEXT, *traj, ok=False), f"position {pos}")
         assert not out.exists() and not (tmp_path / "t.svg").exists()
-    # unused without --track/--trajectory: an error, not silently ignored (issue 9, item 10)
+    # unused without --track/--trajectory: an error, not silently ignored
     one_line_error(run(tiny_lm_dir, TEXT, "-f", "json", "--position", 0, ok=False), "--position")
 
 

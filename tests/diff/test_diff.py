@@ -1,7 +1,7 @@
 """Lens diff against the models themselves: KL of truncated model A against truncated model B.
 
 The reference distributions come from each model with its later blocks removed (the lens
-oracle of FIELD_NOTES), computed in float64 here; logitscope's streaming diff must match them.
+oracle of tests/lens/test_lens_exact.py), computed in float64 here; logitscope's streaming diff must match them.
 """
 
 from __future__ import annotations

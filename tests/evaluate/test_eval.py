@@ -1,7 +1,7 @@
 """Corpus evaluation: windows, exactness against the model itself, inputs, budgets, outputs, CLI.
 
 Golden values come from the model: ``output_hidden_states`` (whose last entry is already normed, so
-only the head is applied to it) and the truncated-model oracle of FIELD_NOTES.md.
+only the head is applied to it) and the truncated model (its later blocks removed, tests/lens/test_lens_exact.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The lens, row by row, against the model itself with its later blocks removed (FIELD_NOTES oracle).
+"""The lens, row by row, against the model itself with its later blocks removed (the truncation oracle).
 
 The oracle never touches logitscope: it deep-copies the model, keeps only the first ``l`` blocks
 (block paths written here, independently of the registry) and runs the real forward.

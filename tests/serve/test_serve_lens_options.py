@@ -95,7 +95,7 @@ def test_tuned_lens_equals_scope_lens(client, scopes, lens_dir):
     for key, value in want.items():
         assert got[key] == value, key
     col = client.post("/api/column", json={"model": "tiny", "text": TEXT, "position": 2, "lens": "tuned"}).json()
-    assert col["entropy"] == pytest.approx([row[2] for row in want["entropy"]], rel=1e-4, abs=1e-5)
+    assert col["entropy"] == [row[2] for row in want["entropy"]]  # the library's floats, exactly
 
 
 def test_demo_model_gets_its_shipped_tuned_lens():

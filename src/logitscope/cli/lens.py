@@ -47,17 +47,15 @@ def parse_layers(spec: str | None) -> list[int | str] | None:
     items = [s.strip() for s in spec.split(",")]
     if not any(items):
         fail(f"--layers {spec!r} names no layers; give e.g. '0,4,-1' or 'embed'")
+    from ..engine.rows import is_int_text, looks_like_row
+
     out: list[int | str] = []
     for item in items:
         if not item:
             fail(f"--layers {spec!r} has an empty item")
-        try:
-            out.append(int(item))
-        except ValueError:
-            head, dot, _ = item.partition(".")
-            if not item[0].isalpha() and not (dot and head.lstrip("-").isdigit()):  # "3.attn" passes
-                fail(f"--layers: {item!r} is neither a layer index nor a layer name")
-            out.append(item)
+        if not looks_like_row(item):
+            fail(f"--layers: {item!r} is neither a layer index nor a layer name")
+        out.append(int(item) if is_int_text(item) else item)
     return out
 
 

@@ -61,8 +61,9 @@ class Lens(Protocol):
 
         Args:
             row: the row ``h`` was captured at (``covers(row)`` is true; never the final row).
-            h: ``(..., d_model)`` on the head's device, in the model's dtype; positions along the
-                leading dimensions (the engine passes ``(N, d_model)``).
+            h: ``(..., d_model)`` in the model's dtype, on the device the engine holds the rows on
+                (the final block's; on a one-device model the head's); positions along the leading
+                dimensions (the engine passes ``(N, d_model)``).
 
         Returns:
             The same shape, dtype and device. Return ``h`` itself when the transform is the

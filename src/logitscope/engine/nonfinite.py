@@ -1,4 +1,8 @@
-"""Name the cause when the lens meets NaN or inf: NaN weights, padding, or overflow.
+"""NaN/inf in logits: one check and one message (:func:`check_finite`), and the cause named (:func:`explain`).
+
+Every site that refuses non-finite logits raises ``NonFiniteError(where)`` through
+:func:`check_finite` (the kernel raises the same error for its statistics);
+:func:`explain` then turns ``where`` into ``where: cause``: NaN weights, padding, or overflow.
 
 The kernel refuses non-finite logits (:class:`~logitscope.errors.NonFiniteError`) but only knows
 where they are. :func:`explain` looks at the model and the captured streams to say why:

@@ -65,12 +65,28 @@ def _items(layers) -> list:
     return list(layers)
 
 
+def looks_like_row(item: str) -> bool:
+    """Whether text can name a row at all: an int (``"-1"``), a name (``"embed"``) or ``"3.attn"``.
+
+    A syntax check only (``"--1"``, ``"4x"`` and ``""`` fail it); :func:`parse_rows` says whether
+    the model has that row.
+    """
+    item = item.strip()
+    head, dot, _ = item.partition(".")
+    return bool(item) and (is_int_text(item) or item[0].isalpha() or bool(dot and is_int_text(head)))
+
+
+def is_int_text(text: str) -> bool:
+    """``"3"``, ``"-1"``, ``"+2"``: an optional sign and digits (not ``"--1"`` or ``"4x"``)."""
+    return text[1:].isdigit() if text[:1] in ("-", "+") else text.isdigit()
+
+
 def _stream_row(given, n_blocks: int) -> int:
     numpy_int = getattr(given, "ndim", None) == 0 and getattr(given.dtype, "kind", "") in "iu"
     item = int(given) if numpy_int else given
     if isinstance(item, str):
         name = item.strip()
-        item = 0 if name == "embed" else int(name) if name.lstrip("-").isdigit() else None
+        item = 0 if name == "embed" else int(name) if is_int_text(name) else None
     if isinstance(item, bool) or not isinstance(item, int):
         raise InputError(f"unknown layer {given!r} in layers=; use 'embed', block numbers or ints (0..{n_blocks})")
     row = item + n_blocks + 1 if item < 0 else item
@@ -81,7 +97,7 @@ def _stream_row(given, n_blocks: int) -> int:
 
 def _sublayer_block(item: str, n_blocks: int) -> int:
     head, _, suffix = item.strip().partition(".")
-    if suffix not in SUBLAYER_SUFFIXES or not head.lstrip("-").isdigit():
+    if suffix not in SUBLAYER_SUFFIXES or not is_int_text(head):
         raise InputError(f"unknown layer {item!r} in layers=; sub-layer rows are named like '3.attn'")
     block = int(head) + n_blocks + 1 if int(head) < 0 else int(head)
     if not 1 <= block <= n_blocks:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.rows import row_name
 from ..io.jsonable import json_float, json_value
 from .intervals import LN2, METRICS, SUMS, intervals, metrics
 
@@ -73,7 +74,7 @@ class EvalResult:
         meta = dict(kw.pop("meta", {}), ci=ci, confidence=conf, n_boot=n_boot if ci == "bootstrap" else None)
         return cls(
             layers=np.asarray(layers),
-            layer_names=["embed" if r == 0 else str(r) for r in layers],
+            layer_names=[row_name(r) for r in layers],
             **point,
             ci=bounds,
             n_tokens=int(totals[-2]),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
-def layer_label(row: int) -> str:
-    return "embed" if row == 0 else str(row)
+from ..engine.rows import row_name
 
 
 def format_kl(kl: list[float]) -> str:
     """``embed 3.05  1 1.87  2 1.60 …`` (nats per token)."""
-    return "  ".join(f"{layer_label(i)} {v:.3f}" for i, v in enumerate(kl))
+    return "  ".join(f"{row_name(i)} {v:.3f}" for i, v in enumerate(kl))
 
 
 class TrainProgress:

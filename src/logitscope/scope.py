@@ -150,7 +150,7 @@ class Scope:
                 truncate=truncate, tuned=tuned, lens=lens, strict=strict, sublayers=sublayers, jacobian=jacobian,
             )  # fmt: skip
 
-    # -- logits and embeddings (logits.py, embeddings.py) -------------------------------------
+    # -- the model's own outputs (outputs/logits.py, outputs/embeddings.py) ---------------------
     def logits(
         self,
         inputs,
@@ -189,7 +189,7 @@ class Scope:
             dtype=dtype,
         )
 
-    # -- the escape hatch: full lens logits (layer_logits.py; docs/lens_output.md) ----------------
+    # -- the escape hatch: full lens logits (lens/layer_logits.py; docs/lens_output.md) ------------
     def unembed(self, h):
         """The model's own tail (final norm, scaling, head, logit transforms) on hidden states.
 
@@ -244,7 +244,7 @@ class Scope:
             strict=strict,
         )
 
-    # -- inside blocks and across models (attribute.py, diff.py; docs/inside.md) ----------------
+    # -- inside blocks and across models (attribute/, diff/; docs/inside.md) -------------------
     def attribute(self, inputs, *, target=None, truncate: bool = False):
         """Direct logit attribution: what the embeddings and each block's attention and MLP outputs
         add to a target token's logit, through the final norm frozen at the final stream's scale.

@@ -583,7 +583,8 @@ def test_eval_output_papercuts(demo, tiny_lm_dir, tmp_path):
     assert "0<=x<=1" not in helptext and "backend ." not in helptext
     # the summary's rate and metrics.json's tokens_per_s are the same wall-clock measure
     run = demo.evaluate(DOCS, seq_len=8, n_boot=10)
-    assert run.meta["tokens_per_s"] == pytest.approx(run.n_tokens / run.meta["elapsed_s"], rel=0.01)
+    rate = run.n_tokens / run.meta["elapsed_s"]  # tokens_per_s is rounded to 0.1 (slow machines: ~1 token/s)
+    assert run.meta["tokens_per_s"] == pytest.approx(rate, rel=0.01, abs=0.05)
 
 
 def test_lens_papercuts(tiny_lm_dir, tmp_path, make_result):

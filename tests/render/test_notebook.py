@@ -19,7 +19,7 @@ import pytest
 
 from logitscope.render.widget import show
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "lens_demo.ipynb"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -288,7 +288,7 @@ def embed_through_head(scope, inputs, *, k: int = 10, tail: bool = False, specia
     Each position is scored against its own token (``target_ids`` = ``token_ids``), so
     ``target_ranks`` shows whether a token's embedding maps back to itself.
     """
-    from .logits import top_tokens
+    from .top_tokens import top_tokens
 
     parts = scope.require_head()
     ids = _ids(scope, inputs, special_tokens)

@@ -20,7 +20,7 @@ from torch import nn
 
 import logitscope
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SRC = [7, 20, 33, 46, 59, 72]
 
 

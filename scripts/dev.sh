@@ -87,7 +87,8 @@ case "${1:-}" in
         {
             echo "# The exact versions the test suite runs on (scripts/dev.sh setup/test/demo install with -c this file)."
             echo "# Regenerate: bash scripts/dev.sh test-latest && bash scripts/dev.sh lock"
-            .venv-latest/bin/pip freeze --exclude-editable | sed 's/+cpu$//' | grep -v '^#'
+            .venv-latest/bin/pip freeze --exclude-editable | sed 's/+cpu$//' | grep -v '^#' |
+                grep -Ev '^(nvidia-|cuda-|triton==)'  # the platform's torch build brings its own
         } > "$LOCK.tmp" && mv "$LOCK.tmp" "$LOCK"
         echo "wrote $LOCK from .venv-latest ($(versions .venv-latest))"
         ;;

@@ -113,14 +113,22 @@ def decoder_start(model) -> int | None:
 
 
 def forward_inputs(model) -> dict:
-    """What the lens feeds the model: the ids (and decoder ids), no KV cache (as the lens runs)."""
+    """What the lens feeds the model: the ids (and decoder ids) with all-ones attention masks, no
+    KV cache (as the lens runs). The masks matter: some releases skip the causal mask when none is
+    given (MoshiModel in transformers 5.0 then attends to later tokens in eager attention), and the
+    oracle must be the model called as the lens calls it."""
     import torch
 
+    params = inspect.signature(model.forward).parameters
     kw = {"input_ids": torch.tensor([SRC])}
-    if "use_cache" in inspect.signature(model.forward).parameters:
+    if "attention_mask" in params:
+        kw["attention_mask"] = torch.ones_like(kw["input_ids"])
+    if "use_cache" in params:
         kw["use_cache"] = False
     if getattr(model.config, "is_encoder_decoder", False):
         kw["decoder_input_ids"] = torch.tensor([[decoder_start(model), *TGT]])
+        if "decoder_attention_mask" in params:
+            kw["decoder_attention_mask"] = torch.ones_like(kw["decoder_input_ids"])
     return kw
 
 

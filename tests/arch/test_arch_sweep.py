@@ -147,6 +147,32 @@ def test_seq2seq_without_any_start_rule_asks_for_one():
     assert scope.lens(sweep.SRC).token_ids.tolist() == [0]
 
 
+@pytest.mark.parametrize(
+    ("class_name", "model_type"), [("LlamaForCausalLM", "llama"), ("T5ForConditionalGeneration", "t5")]
+)
+def test_oracle_calls_the_model_as_the_lens_does(class_name, model_type):
+    """The oracle's inputs are the lens's: the same keyword arguments, attention masks included."""
+    from logitscope.engine.inputs import Encoded, model_inputs
+
+    model = small.build(class_name, small.small_config(model_type))
+    model.config.decoder_start_token_id = 0
+    kind = "seq2seq" if model.config.is_encoder_decoder else "causal"
+    lens = model_inputs(kind, [Encoded(sweep.SRC, [0, *sweep.TGT] if kind == "seq2seq" else None, [])], "cpu", 1)
+    ours = sweep.forward_inputs(model)
+    assert set(ours) == set(lens)
+    for key, value in ours.items():
+        if key.endswith("attention_mask"):
+            assert value.tolist() == lens[key].tolist()  # all ones: one unpadded input
+
+
+def test_moshi_is_exact_with_the_mask_the_lens_passes():
+    """transformers 5.0's MoshiModel builds no causal mask when it is given no attention_mask (eager
+    attention then sees later tokens; from 5.24 it always builds one). The lens passes the mask, so
+    the model it must equal is the one called with it: every row exact on either release."""
+    outcome = sweep.check(_entry("MoshiForCausalLM"))
+    assert outcome.status == "exact", outcome.reason
+
+
 _T5_FAMILY = [
     ("UMT5ForConditionalGeneration", "umt5", {"tie_word_embeddings": True}),
     ("UMT5ForConditionalGeneration", "umt5", {"tie_word_embeddings": False}),  # umt5-small/base/xl

@@ -35,7 +35,10 @@ SUBSTITUTIONS = [
     ),
     (r"\bMODEL\b", "demo"),
     (r"out/demo-psalms", "demo"),
-    (r"--data DIR|--data corpus\.jsonl|--data corpus\.txt|--data corpus/", "--data corpus.txt"),
+    (r"--data DIR|--data corpus\.jsonl|--data corpus\.txt|--data corpus/|--data part\d\.jsonl", "--data corpus.txt"),
+    (r"n_prompts=1000", "n_prompts=1, max_seq_len=24, skip_first=4"),
+    (r"--prompts \d+", "--prompts 1 --max-seq-len 24 --skip-first 4"),
+    (r"--out my-lens \[", "--out my-lens --force ["),  # the Python block above trained my-lens already
     (r"--max-tokens \d+", "--max-tokens 300"),
     (r"--seq-len \d+", "--seq-len 32"),
     (r"max_tokens=1_000_000", "max_tokens=300, seq_len=32"),

@@ -143,7 +143,15 @@ def test_api_argument_types(demo, call, value):
     if call == "logits(generate=)" and isinstance(value, (int, np.integer)) and value > 8:
         value = 8  # stay quick
     try:
-        CALLS[call](demo, value)
-        event(f"{call}: ok")
+        out = CALLS[call](demo, value)
     except LogitscopeError as err:
         event(f"{call}: {type(err).__name__}")
+        message = str(err)
+        assert message.strip() and "Traceback" not in message  # one readable message
+        assert ".tmp" not in message  # never a temporary name
+        return
+    event(f"{call}: ok")
+    assert out is not None  # an accepted argument gives a result, never a silent None
+    if (entropy := getattr(out, "entropy", None)) is not None:  # a lens result: entropies are real nats
+        entropy = np.asarray(entropy)
+        assert np.isfinite(entropy).all() and (entropy >= -1e-5).all()

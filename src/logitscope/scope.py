@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .arch.parts import ModelParts, model_parts, module_device
-from .arch.weights import check_model, weights_resident
+from .arch.parts import ModelParts, find_parts, module_device
+from .arch.weights import check_model
+from .engine.check import deferred, ensure_checked, schedule_check
+from .engine.inputs import padding_id
 from .engine.kernel import default_chunk_rows
-from .errors import CorruptWeightsError, NoLMHeadError, NonFiniteError
+from .errors import NoLMHeadError
 
 
 class Scope:
@@ -36,22 +38,13 @@ class Scope:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
-        try:
-            self.parts: ModelParts | None = model_parts(model)
-            self._no_head: NoLMHeadError | None = None
-        except NoLMHeadError as err:
-            self.parts, self._no_head = None, err
-        self._corrupt: CorruptWeightsError | NonFiniteError | None = None
+        self.parts: ModelParts | None
+        self._no_head: NoLMHeadError | None
+        self.parts, self._no_head = find_parts(model)  # no LM head: kept for lens/logits to raise
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
         self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
-        # Weights on disk (streamed, or offloaded by accelerate): the check rides along the first
-        # lens/eval forward instead of costing a pass of its own (engine/check.py).
-        self._check_pending = bool(self_check and self.parts is not None and not weights_resident(model))
-        self._deferring = 0
-        if self_check and self.parts is not None and not self._check_pending:
-            from .engine.check import run_check
-
-            run_check(self)
+        # Now; or, with the weights on disk (streamed, offloaded), along the first lens/eval forward.
+        schedule_check(self, self_check)
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -74,20 +67,12 @@ class Scope:
 
     @property
     def pad_id(self) -> int:
-        for source in (self.tokenizer, self.model.config):
-            pad = getattr(source, "pad_token_id", None)
-            if isinstance(pad, int) and pad >= 0:
-                return pad
-        return 0
+        """The id right-padded batches are filled with (the tokenizer's, else the config's, else 0)."""
+        return padding_id(self.tokenizer, self.model.config)
 
     def require_head(self) -> ModelParts:
         """The model's parts, or a clear ``NoLMHeadError`` when it has no LM head."""
-        if self._check_pending and not self._deferring:  # a path the check cannot ride along: one pass
-            from .engine.check import run_check
-
-            run_check(self)
-        if self._corrupt is not None:
-            raise self._corrupt
+        ensure_checked(self)  # a pending self-check off the lens/eval paths; NaN weights found by it
         if self.parts is None:
             raise self._no_head
         return self.parts
@@ -141,7 +126,6 @@ class Scope:
             jacobian: a :class:`~logitscope.jacobian.JacobianLens`, a J-lens file or ``"demo"``: row
                 ``l + 1`` becomes ``tail(h @ J_lᵀ)`` for each fitted block ``l`` (docs/jacobian_lens.md).
         """
-        from .engine.check import deferred
         from .lens.run import run_lens
 
         with deferred(self):  # a pending self-check rides along
@@ -360,7 +344,6 @@ class Scope:
             :class:`~logitscope.evaluate.EvalResult`; with ``tuned`` and/or ``jacobian``, a
             :class:`~logitscope.evaluate.lens_comparison.LensComparison` (``.logit``, ``.tuned``, ``.jacobian``).
         """
-        from .engine.check import deferred
         from .evaluate import run_eval
 
         with deferred(self):
@@ -368,7 +351,6 @@ class Scope:
                 self, data, max_tokens=max_tokens, seq_len=seq_len, batch_size=batch_size, ci=ci, confidence=confidence,
                 n_boot=n_boot, seed=seed, dist=dist, progress=progress, tuned=tuned, strict=strict, jacobian=jacobian,
             )  # fmt: skip
-
 
     def fit_jacobian_lens(self, prompts, **settings):
         """Fit a Jacobian lens (Gurnee et al. 2026) on ``prompts``: texts or token-id lists (one prompt

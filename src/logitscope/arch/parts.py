@@ -186,6 +186,15 @@ def _get(model: nn.Module, path: str | None):
     return obj
 
 
+def find_parts(model: nn.Module) -> tuple[ModelParts | None, NoLMHeadError | None]:
+    """:func:`model_parts`, or ``(None, err)`` for a model without an LM head: the error is kept
+    for lens/logits to raise, while info and embeddings still work."""
+    try:
+        return model_parts(model), None
+    except NoLMHeadError as err:
+        return None, err
+
+
 def model_parts(model: nn.Module) -> ModelParts:
     """Find the blocks and unembedding pipeline of ``model``.
 

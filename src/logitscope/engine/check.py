@@ -143,6 +143,30 @@ def guarded(scope, check) -> None:
             raise
 
 
+def schedule_check(scope, enabled: bool) -> None:
+    """Set up ``scope``'s self-check at construction: run it now, or, when the weights are on disk
+    (streamed, or offloaded by accelerate), leave it pending to ride along the first lens/eval
+    forward (:func:`capture_checked`) instead of costing a pass of its own."""
+    scope._corrupt = None  # CorruptWeightsError | NonFiniteError found by the check, raised by lens/logits
+    scope._deferring = 0  # depth of :func:`deferred` blocks
+    scope._check_pending = bool(enabled and scope.parts is not None and not weights_resident(scope.model))
+    if enabled and scope.parts is not None and not scope._check_pending:
+        run_check(scope)
+
+
+def ensure_checked(scope) -> None:
+    """Before using ``scope``'s parts: a pending check runs now unless a :func:`deferred` block will
+    carry it (a path it cannot ride along: one pass of its own); weights it found corrupt raise.
+
+    Raises:
+        CorruptWeightsError | NonFiniteError: the check found NaN/inf weights, or logits that overflow.
+    """
+    if scope._check_pending and not scope._deferring:
+        run_check(scope)
+    if scope._corrupt is not None:
+        raise scope._corrupt
+
+
 def run_check(scope) -> None:
     """The self-check on its own probe, now (one forward when the weights are on disk)."""
     scope._check_pending = False

@@ -268,6 +268,16 @@ def length_batches(encs: Sequence[Encoded], batch_size: int):
         yield idx, [encs[i] for i in idx]
 
 
+def padding_id(tokenizer, config) -> int:
+    """The id that right-padded batches (:func:`model_inputs`) are filled with: the tokenizer's pad
+    token, else the config's, else 0."""
+    for source in (tokenizer, config):
+        pad = getattr(source, "pad_token_id", None)
+        if isinstance(pad, int) and pad >= 0:
+            return pad
+    return 0
+
+
 def model_inputs(kind: str, batch: Sequence[Encoded], device, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded model kwargs for a batch; right padding leaves every real token's result unchanged."""
 

@@ -1,4 +1,4 @@
-"""Issue 21 item 11: Ctrl-C on eval / train-lens says what was kept and how to go on; train-lens
+"""Ctrl-C on eval / train-lens says what was kept and how to go on; train-lens
 refuses to replace an existing --out without --force; the torchrun progress never over-counts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 21 item 10: no warnings a user did not cause (generate, loading in a notebook)."""
+"""No warnings a user did not cause (generate, loading in a notebook)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 21 item 11: the README's first Python example runs as written (no substitutions) on the
+"""The README's first Python example runs as written (no substitutions) on the
 only model a fresh clone has offline, and every tracked token is one token of it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 21 item 8: tokens holding part of a UTF-8 character are shown by their bytes (``<0xE4>``),
+"""Tokens holding part of a UTF-8 character are shown by their bytes (``<0xE4>``),
 not as "�", everywhere token strings appear; a UTF-8 byte-order mark in --input-file is dropped."""
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def test_refusals_are_rare_and_say_why(outcomes):
 
 
 def test_refused_and_unbuildable_are_few(outcomes):
-    """Issue 23's bar, on whichever transformers is installed: at most 3 refused, at most 8 not buildable."""
+    """On whichever transformers is installed: at most 3 classes refused, at most 8 not buildable."""
     counts = sweep.counts(outcomes)
     left = [o for o in outcomes if o.status in ("refused", "not-buildable")]
     assert counts["refused"] <= 3 and counts["not-buildable"] <= 8, "\n" + _lines(left)

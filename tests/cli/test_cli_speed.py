@@ -1,4 +1,4 @@
-"""Issue 21 item 9: ``--help`` and argument/output errors import neither torch nor transformers (the
+"""``--help`` and argument/output errors import neither torch nor transformers (the
 timings are in bench/bench_cli_start.py); the demo's HTML pages share one offline plotly.min.js."""
 
 from __future__ import annotations

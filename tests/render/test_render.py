@@ -180,7 +180,7 @@ def test_terminal_tables_page_by_position_and_fit_the_width():
     assert all(len(line) <= 60 for line in out.splitlines())
     for tok in res.tokens:
         assert label(tok, 10) in out
-    assert out.index("\u2502      3 \u2502") < out.index("\u2502  embed \u2502")  # padded edges (issue 21)
+    assert out.index("\u2502      3 \u2502") < out.index("\u2502  embed \u2502")  # padded edges
 
 
 def test_import_logitscope_does_not_import_plotting():

@@ -1,4 +1,4 @@
-"""Issue 21 item 10: tables on an 80-column terminal: balanced pages whose caption fits, padding
+"""Tables on an 80-column terminal: balanced pages whose caption fits, padding
 on the last column, and legends (lens, embed, diff) that wrap only between items."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 21 items 3 and 11: a wrong argument type is one ``InputError``, never a raw ``TypeError``;
+"""A wrong argument type is one ``InputError``, never a raw ``TypeError``;
 numpy integer arrays work as token ids, exactly as lists do."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 21 item 2: every output method and command names the user's path in one ``OutputError``
+"""Every output method and command names the user's path in one ``OutputError``
 (never a temporary), and checks the destination before doing any work."""
 
 from __future__ import annotations

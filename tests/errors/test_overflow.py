@@ -1,4 +1,4 @@
-"""Issue 21 item 5: a model whose finite weights overflow its activations loads; lens and logits
+"""A model whose finite weights overflow its activations loads; lens and logits
 raise one NonFiniteError naming the first overflowing block; info and embeddings still work."""
 
 from __future__ import annotations

@@ -70,8 +70,14 @@ export function textOn(hex) {
   return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2] > 0.179 ? "#111111" : "#ffffff";
 }
 
+// The legend's words: [low end, high end, metric name] (the page's legend and the PNG's).
+export function legendParts(spec, limits) {
+  const fmt = (x) => (spec.log ? Math.round(x).toLocaleString() : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2));
+  return [fmt(limits[0]), fmt(limits[1]), `${spec.label}${spec.log ? " (log)" : ""}`];
+}
+
 export function legendHTML(spec, limits) {
   const stops = spec.colorscale.map(([t, c]) => `${c} ${(t * 100).toFixed(0)}%`).join(", ");
-  const fmt = (x) => (spec.log ? Math.round(x).toLocaleString() : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2));
-  return `<span>${fmt(limits[0])}</span><span class="bar" style="background: linear-gradient(90deg, ${stops})"></span><span>${fmt(limits[1])}</span><span class="sub">${spec.label}${spec.log ? " (log)" : ""}</span>`;
+  const [lo, hi, name] = legendParts(spec, limits);
+  return `<span>${lo}</span><span class="bar" style="background: linear-gradient(90deg, ${stops})"></span><span>${hi}</span><span class="sub">${name}</span>`;
 }

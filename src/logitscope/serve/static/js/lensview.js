@@ -13,7 +13,7 @@ import { Superseded } from "./api.js";
 import { colorLimits, legendHTML, metricValues, scaleFor } from "./colors.js";
 import { compareLayers } from "./compare.js";
 import { bindSeg, setSeg } from "./dom.js";
-import { cellTooltip, cellWidth, fitWidth, renderGrid } from "./grid.js";
+import { cellTooltip, cellWidth, fitWidth, renderGrid, sceneOf } from "./grid.js";
 import { clearPanel, renderCell, renderColumn } from "./panel.js";
 import { esc, visible } from "./text.js";
 import { buildWorkspace } from "./workspace.js";
@@ -23,6 +23,7 @@ export function createLensView(root, opts) {
   const state = opts.state;
   const lens = { a: null, b: null };
   let values = { a: null, b: null };
+  let legend = null; // {spec, limits}: the colours of the grids drawn last
   let paired = null; // {a, b}: the positions the KL chart compares (marked on both grids)
   const pinnedIds = opts.pinnedIds || ((data) => data.tracked_ids);
   const changed = () => opts.onChange && opts.onChange();
@@ -52,6 +53,7 @@ export function createLensView(root, opts) {
     values = Object.fromEntries(shown.map((s) => [s, metricValues(lens[s], state.metric)]));
     const limits = colorLimits(Object.values(values), spec);
     const color = scaleFor(spec, limits, opts.missing);
+    legend = { spec, limits };
     const need = Math.max(...shown.map((s) => cellWidth(lens[s])));
     const P = Math.max(...shown.map((s) => lens[s].tokens.length));
     const width = fitWidth(need, P, ui("grid-a").parentElement.clientWidth - 24);
@@ -179,6 +181,15 @@ export function createLensView(root, opts) {
     syncTraj() { setSeg(ui("traj-mode"), "v", state.traj); },
     layout,
     restoreCell,
+    // What the PNG export paints: each grid shown (its scene and card title) and the legend.
+    picture() {
+      const grids = sides().map((s) => {
+        const head = ui(`title-${s}`), sub = head.querySelector(".sub");
+        const title = Array.from(head.childNodes).filter((n) => n !== sub).map((n) => n.textContent).join("").trim();
+        return { scene: sceneOf(ui(`grid-${s}`).querySelector("svg")), title, sub: sub ? sub.textContent : "" };
+      });
+      return { grids: grids.filter((g) => g.scene), legend };
+    },
     selectCell: pick,
   };
 }

@@ -134,8 +134,9 @@ export function mountViewerLens(app) {
     const { state } = app;
     try {
       if (fmt === "png") {
-        const svgs = ["a", "b"].filter((s) => view.lens[s] && (s === "a" || state.compare)).map((s) => view.ui(`grid-${s}`).querySelector("svg"));
-        await exportPNG(svgs, `logitscope-${state.model.replace(/[^A-Za-z0-9._-]/g, "_")}-${state.metric}.png`);
+        const picture = view.picture();
+        if (!picture.grids.length) throw new Error("no grid to export yet");
+        await exportPNG(picture, `logitscope-${state.model.replace(/[^A-Za-z0-9._-]/g, "_")}-${state.metric}.png`);
       } else await exportFile(fmt, lensBody(app, "a"), state.metric);
     } catch (err) {
       if (!(err instanceof Superseded)) toast(`export failed: ${err.message}`);

@@ -112,17 +112,21 @@ def main() -> int:
                     for k, action in METHODS.items():
                         page = browser.new_page(viewport={"width": 1500, "height": 950}, bypass_csp=True)
                         page.goto(url + view)
-                        page.wait_for_function("document.querySelector('#kl-chart')?.dataset.layers === '9'", timeout=120_000)
+                        page.wait_for_function(
+                            "document.querySelector('#kl-chart')?.dataset.layers === '9'", timeout=120_000
+                        )
                         page.evaluate(ADD_BUTTON)
                         page.wait_for_timeout(500)
                         for when in ("first", "again"):  # a fresh page's first export, then a second one
-                            dt, sizes[k] = timed(page, lambda: action(page))
+                            dt, sizes[k] = timed(page, lambda action=action, page=page: action(page))
                             times[k, when].append(dt)
                         page.close()
                 print(f"{name}:")
                 for (k, when), runs in times.items():
                     shown = " ".join(f"{t:.2f}" for t in runs)
-                    print(f"  {k:5s} {when:5s} median {statistics.median(runs):.3f} s  (runs {shown}; {sizes[k] / 1e6:.1f} MB)")
+                    print(
+                        f"  {k:5s} {when:5s} median {statistics.median(runs):.3f} s  (runs {shown}; {sizes[k] / 1e6:.1f} MB)"
+                    )
                 for when in ("first", "again"):
                     ratio = statistics.median(times["svg", when]) / statistics.median(times["paint", when])
                     print(f"  svg / paint ({when}) = {ratio:.1f}x")

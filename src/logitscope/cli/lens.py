@@ -63,6 +63,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     """``(line number, text)`` of the non-blank lines of a UTF-8 file (a leading byte-order mark dropped);
     a bad byte is an error naming its line."""
     from ..errors import InputError
+    from ..io.textfile import decode_file_bytes
 
     if path.is_dir():
         raise InputError(f"--input-file {str(path)!r} is a directory; give a file of texts")
@@ -72,15 +73,7 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
         raw = path.read_bytes()
     except OSError as err:
         raise InputError(f"--input-file {str(path)!r}: cannot read it ({err.strerror or err})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset {err.start}); "
-            "convert the file to UTF-8"
-        ) from None
-    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not text (editors on Windows add one)
+    text = decode_file_bytes(raw, path)  # a UTF-8 byte-order mark is not text (editors on Windows add one)
     return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 

@@ -12,7 +12,7 @@ What ``data=`` / ``--data`` may name (see docs/eval.md):
 * ``hf:NAME[:CONFIG[:SPLIT]]``: a dataset on the Hugging Face hub, streamed (split ``train``
   unless given), e.g. ``hf:wikitext:wikitext-2-raw-v1:test``. Offline this fails at once.
 
-Text must be UTF-8: a bad byte is an :class:`InputError` naming the file and line, unless
+Text must be UTF-8 (a leading byte-order mark is dropped, :mod:`logitscope.io.textfile`): a bad byte is an :class:`InputError` naming the file and line, unless
 ``encoding_errors="replace"`` asks for U+FFFD instead. Every other problem (a missing column,
 an unreadable file) is an :class:`InputError` too.
 """
@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import EmptyInputError, InputError
+from ..io.textfile import decode_utf8, skip_bom
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -146,21 +147,17 @@ def read_file(file: Path, text_field: str, errors: str = "strict") -> Iterator[t
 
 def _decode(raw: bytes, file: Path, first_line: int, offset: int, errors: str) -> str:
     """UTF-8 text of ``raw`` (lines from ``first_line``, bytes from ``offset`` of ``file``)."""
-    try:
-        return raw.decode("utf-8", errors=errors)
-    except UnicodeDecodeError as err:
-        line = first_line + raw.count(b"\n", 0, err.start)
-        raise InputError(
-            f"{file}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at byte offset {offset + err.start}); "
-            "convert the file to UTF-8, or pass encoding_errors='replace' to replace bad bytes"
-        ) from None
+    advice = "convert the file to UTF-8, or pass encoding_errors='replace' to replace bad bytes"
+    return decode_utf8(raw, file, first_line=first_line, offset=offset, errors=errors, advice=advice)
 
 
 def _text(file: Path, errors: str) -> Iterator[tuple[str, bool, float]]:
-    """One document in pieces of about :data:`PIECE_BYTES`, cut at line ends (UTF-8 never splits there)."""
+    """One document in pieces of about :data:`PIECE_BYTES`, cut at line ends (UTF-8 never splits there);
+    a leading byte-order mark is not part of it."""
     size = max(file.stat().st_size, 1)
     with open(file, "rb") as fh:
-        buf, n, line, offset = [], 0, 1, 0
+        buf, n, line = [], 0, 1
+        offset = skip_bom(fh)
         for raw in fh:
             buf.append(raw)
             n += len(raw)
@@ -172,8 +169,9 @@ def _text(file: Path, errors: str) -> Iterator[tuple[str, bool, float]]:
 
 
 def _jsonl(file: Path, text_field: str, errors: str) -> Iterator[tuple[str, bool, float]]:
-    size, offset = max(file.stat().st_size, 1), 0
+    size = max(file.stat().st_size, 1)
     with open(file, "rb") as fh:
+        offset = skip_bom(fh)  # a byte-order mark before the first object is not part of it
         for lineno, raw in enumerate(fh, 1):
             line = _decode(raw, file, lineno, offset, errors)
             offset += len(raw)

@@ -98,7 +98,7 @@ export function createLensView(root, opts) {
     changed();
     draw();
     const ids = pinnedIds(data);
-    renderCell(ui, data, r, p, { side: state.compare ? side : null, pinnedIds: ids, onPin: (token, id) => opts.onPin(token, id) });
+    renderCell(ui, data, r, p, { side: state.compare ? side : null, pinnedIds: ids, onPin: (token, id) => opts.onPin(token, id), metrics: opts.metrics });
     try {
       const col = await opts.source.column(side, data, r, p);
       if (lens[side] !== data) return;

@@ -10,8 +10,23 @@ export function clearPanel(ui, message = "Click a cell (or move with the arrow k
   ui("panel-body").hidden = true;
 }
 
-// The cell part (instant, from the lens payload). `pinnedIds` are ids already pinned.
-export function renderCell(ui, data, r, p, { side, pinnedIds, onPin }) {
+// The cell's numbers: entropy and KL to final where the payload has them (a diff's has not), then
+// the payload's own metrics (data.extra: a diff's KL(A ‖ B) and Δ log p, labelled from `metrics`).
+function cellStats(data, r, p, metrics) {
+  const has = (grid) => grid && Number.isFinite(grid[r]?.[p]);
+  const stats = [];
+  if (has(data.entropy)) stats.push(["entropy", fmtNum(data.entropy[r][p]) + " nats"]);
+  if (has(data.kl_to_final)) stats.push(["KL to final", fmtNum(data.kl_to_final[r][p])]);
+  for (const [key, grid] of Object.entries(data.extra || {})) {
+    if (has(grid)) stats.push([(metrics && metrics[key] && metrics[key].short) || key, fmtNum(grid[r][p])]);
+  }
+  stats.push(["top-1 p", fmtP(data.top_probs[r][p][0])]);
+  return stats;
+}
+
+// The cell part (instant, from the lens payload). `pinnedIds` are ids already pinned; `metrics`
+// the colour scales' specs (their short names label a payload's own metrics).
+export function renderCell(ui, data, r, p, { side, pinnedIds, onPin, metrics }) {
   const tok = (id) => data.vocab[String(id)] ?? `<${id}>`;
   ui("panel-empty").hidden = true;
   ui("panel-body").hidden = false;
@@ -20,11 +35,7 @@ export function renderCell(ui, data, r, p, { side, pinnedIds, onPin }) {
   ui("cell-title").innerHTML =
     `${sideTag}layer ${esc(data.layer_names[r])} \u00b7 position ${p} <code>${esc(visible(data.tokens[p]))}</code>` +
     (tgt >= 0 ? ` <span class="sub">\u2192 target</span> <code>${esc(visible(tok(tgt)))}</code>` : "");
-  const stats = [
-    ["entropy", fmtNum(data.entropy[r][p]) + " nats"],
-    ["KL to final", fmtNum(data.kl_to_final[r][p])],
-    ["top-1 p", fmtP(data.top_probs[r][p][0])],
-  ];
+  const stats = cellStats(data, r, p, metrics);
   if (tgt >= 0) {
     stats.push(["target p", fmtP(data.target_prob[r][p])]);
     stats.push(["target rank", String(data.target_rank[r][p] + 1)]);

@@ -131,3 +131,18 @@ def test_cli_messages_name_flags(library, flag):
 def test_cli_sublayers_with_tuned_names_flags():
     err = cli_error("lens", "demo", "x", "--sublayers", "--tuned", "demo")
     assert "--sublayers" in err and "--tuned" in err and "=True" not in err
+
+
+def test_a_missing_lens_path_is_named_before_the_model_loads(monkeypatch, tmp_path):
+    """``--lens``/``--tuned``/``--jacobian`` naming nothing: one error naming the flag (not "no tuned
+    lens" for ``--lens``), before the model is loaded."""
+    monkeypatch.setattr("logitscope.cli.lens.load_scope", lambda *a, **k: pytest.fail("loaded the model"))
+    for flag in ("--lens", "--tuned", "--jacobian"):
+        err = cli_error("lens", "demo", "x", flag, tmp_path / "nope")
+        assert err.startswith(f"error: {flag} '{tmp_path / 'nope'}': no such file or folder"), err
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("In the beginning\n", encoding="utf-8")
+    monkeypatch.setattr("logitscope.data.corpus.Corpus", lambda *a, **k: pytest.fail("read the corpus"))
+    for flag in ("--tuned", "--jacobian"):
+        err = cli_error("eval", "demo", "--data", corpus, "--out", tmp_path / "out", flag, tmp_path / "nope")
+        assert f"error: {flag} " in err and "no such file or folder" in err, err

@@ -142,6 +142,19 @@ def check_out_dir(path, flag: str) -> None:
     check_dir_dest(path, flag)
 
 
+def check_lens_paths(**flags: str | None) -> None:
+    """Fail (``error:``, exit 2) for a lens flag naming nothing on disk; call before loading the model.
+
+    ``flags``: flag name (``lens``, ``tuned``, ``jacobian``) -> its value; ``demo`` and ``logit``
+    name built-in lenses.
+    """
+    from pathlib import Path
+
+    for name, value in flags.items():
+        if value is not None and value not in ("demo", "logit") and not Path(value).expanduser().exists():
+            fail(f"--{name} {value!r}: no such file or folder (give a lens saved on disk, or 'demo')")
+
+
 def memory(device_map=None, max_memory=None, offload_folder=None) -> dict:
     """``load()``'s memory keywords from the --device-map/--max-memory/--offload-folder flags."""
     return {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .common import MAX_MEMORY, OFFLOAD_FOLDER, check_out_dir, clean_errors, fail, memory, status
+from .common import MAX_MEMORY, OFFLOAD_FOLDER, check_lens_paths, check_out_dir, clean_errors, fail, memory, status
 
 
 def register(app: typer.Typer) -> None:
@@ -62,6 +62,7 @@ def eval_command(
         fail(f"unknown --backend {backend!r}; use nccl or gloo")
     check_device_map(device_map)
     check_out_dir(out, "--out")  # before the run, not after it
+    check_lens_paths(tuned=tuned, jacobian=jacobian)
     corpus = Corpus(data, text_field=text_field, encoding_errors=encoding_errors)
     ctx = init_from_env(backend)
     try:

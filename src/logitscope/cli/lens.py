@@ -19,6 +19,7 @@ from .common import (
     OFFLOAD_FOLDER,
     TRUNCATE,
     TRUST_REMOTE_CODE,
+    check_lens_paths,
     check_out_file,
     clean_errors,
     fail,
@@ -175,6 +176,7 @@ def lens(
     check_options(fmt, out, plot, trajectory, position, track)
     if sum(x is not None for x in (tuned, lens_path, jacobian)) > 1:
         fail("give one of --lens, --tuned and --jacobian: a result holds one lens")
+    check_lens_paths(lens=lens_path, tuned=tuned, jacobian=jacobian)
     layer_list = parse_layers(layers)
     scope = load_scope(
         model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -70,3 +71,6 @@ def test_help_texts():
     assert "--target" not in _help("diff").split("--truncate", 1)[1].split("--", 1)[0]
     assert "--target" in _help("lens").split("--truncate", 1)[1].split("│ --", 1)[0]
     assert "OUT.ckpt.pt" in _help("train-lens") and "Checkpoint file ." not in _help("train-lens")
+    assert "lens.pt.ckpt" in _help("fit-jlens") and "(default: the last)" in _help("fit-jlens")
+    for command in [[c.replace("_", "-")] for c in COMMANDS]:  # "[default: x]" in a help is markup: swallowed
+        assert not re.search(r"\w \.(\s|$)", _help(*command), re.M), command

@@ -288,6 +288,39 @@ def _merged(base: dict, extra: dict) -> dict:
     return out
 
 
+# Layer-kind names older releases' configs insist on (transformers 5.0's Granite 4.0-H config takes only
+# "mamba"/"attention" and raises on the names later releases use): tried only when the config rejects OVERRIDES.
+_OLDER_LAYER_NAMES: dict[str, dict[str, str]] = {
+    "granitemoehybrid": {"linear_attention": "mamba", "full_attention": "attention"},
+}
+
+
+def _mamba_kernels_is_a_hard_switch(model_type: str) -> bool:
+    """Whether the installed modeling code runs the CUDA-only Mamba kernels whenever the config's
+    ``use_mamba_kernels`` is set (transformers 5.0's Jamba/Zamba: their forward then raises on CPU, and
+    the release tells CPU users to set it False); later releases choose the implementation themselves."""
+    import importlib
+    import inspect
+
+    try:
+        module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    except ImportError:
+        return False
+    return "use_fast_kernels = config.use_mamba_kernels" in inspect.getsource(module)
+
+
+def _config_for(model_type: str, kw: dict):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.for_model(model_type, **kw)
+    except ValueError:
+        names = _OLDER_LAYER_NAMES.get(model_type)
+        if not names or "layer_types" not in kw:
+            raise
+        return AutoConfig.for_model(model_type, **{**kw, "layer_types": [names.get(t, t) for t in kw["layer_types"]]})
+
+
 def small_config(model_type: str, class_name: str | None = None):
     """The config of ``model_type`` (for ``class_name``) at sweep size (raises whatever the config class raises)."""
     from transformers import AutoConfig
@@ -302,7 +335,9 @@ def small_config(model_type: str, class_name: str | None = None):
     for key in ("model_type", "transformers_version", "architectures", "_name_or_path"):
         kw.pop(key, None)
     kw = _merged(kw, extra)  # a sub-config override merges into the shrunk sub-config
-    config = AutoConfig.for_model(model_type, **kw)
+    config = _config_for(model_type, kw)
+    if getattr(config, "use_mamba_kernels", False) and _mamba_kernels_is_a_hard_switch(model_type):
+        config.use_mamba_kernels = False  # the PyTorch path, as CPU users of that release must set it
     config._attn_implementation = "eager"
     for sub in ("text_config", "decoder", "encoder"):
         inner = getattr(config, sub, None)

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,9 +76,33 @@ def test_ride_along_check_is_real(llama_dir):
         scope.lens(IDS)
 
 
-def test_offloaded_auto_map_head_on_disk_equals_in_memory(llama_dir, tmp_path):
+def _dispatches_disk_only(path, folder) -> bool:
+    """Whether the installed transformers dispatches a model that accelerate offloads wholly to disk
+    (5.24 does; 5.0 returns it undispatched, its weights left on meta): asked of transformers itself."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, device_map="auto", max_memory={"cpu": 20_000}, offload_folder=str(folder)
+    )
+    return any(getattr(m, "_hf_hook", None) is not None for m in model.modules())
+
+
+def _locked_transformers() -> str:
+    lock = (Path(__file__).resolve().parents[1] / "requirements" / "lock.txt").read_text()
+    return next(line.split("==")[1] for line in lock.splitlines() if line.startswith("transformers=="))
+
+
+@pytest.mark.parametrize("budget", ["30KB", "60KB"])  # every module on disk; the embeddings in memory
+def test_offloaded_auto_map_head_on_disk_equals_in_memory(llama_dir, tmp_path, budget):
+    import transformers
+
     ref = logitscope.load(llama_dir, device="cpu")
-    scope = logitscope.load(llama_dir, device="cpu", max_memory="30KB", offload_folder=tmp_path / "off")
+    if budget == "30KB" and not _dispatches_disk_only(llama_dir, tmp_path / "probe"):
+        assert transformers.__version__ != _locked_transformers()
+        with pytest.raises(InputError, match="sends every module .* to disk"):
+            logitscope.load(llama_dir, device="cpu", max_memory=budget, offload_folder=tmp_path / "off")
+        return
+    scope = logitscope.load(llama_dir, device="cpu", max_memory=budget, offload_folder=tmp_path / "off")
     head = scope.parts.head
     assert head.weight.is_meta and getattr(head, "_hf_hook", None) is not None  # the head is on disk
     assert scope._check_pending
@@ -86,15 +111,24 @@ def test_offloaded_auto_map_head_on_disk_equals_in_memory(llama_dir, tmp_path):
     np.testing.assert_array_equal(scope.lens([IDS, IDS[:5]])[1].entropy, ref.lens([IDS, IDS[:5]])[1].entropy)
 
 
-def test_user_dispatched_model(llama_dir, tmp_path):
+@pytest.mark.parametrize("cpu_bytes", [20_000, 60_000])  # every module on disk; the embeddings in memory
+def test_user_dispatched_model(llama_dir, tmp_path, cpu_bytes):
     """A model the user offloaded with transformers/accelerate: Scope calls the hooked modules."""
+    import transformers
     from transformers import AutoModelForCausalLM
 
     ref = logitscope.load(llama_dir, device="cpu")
     model = AutoModelForCausalLM.from_pretrained(
-        llama_dir, device_map="auto", max_memory={"cpu": 20_000}, offload_folder=str(tmp_path)
+        llama_dir, device_map="auto", max_memory={"cpu": cpu_bytes}, offload_folder=str(tmp_path)
     )
-    assert model.get_input_embeddings().weight.is_meta
+    assert model.get_input_embeddings().weight.is_meta == (cpu_bytes == 20_000)
+    assert model.lm_head.weight.is_meta
+    if not any(getattr(m, "_hf_hook", None) is not None for m in model.modules()):
+        # transformers 5.0 left the all-disk model undispatched: nothing can load its weights
+        with pytest.raises(CorruptWeightsError, match="'meta' device with nothing to load them from"):
+            logitscope.Scope(model)
+        assert cpu_bytes == 20_000 and transformers.__version__ != _locked_transformers()
+        return
     scope = logitscope.Scope(model)
     _same(scope.lens(IDS), ref.lens(IDS))
     data = torch.tensor(IDS * 4)

@@ -50,6 +50,11 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
     "spiece.model", "sentencepiece.bpe.model", "special_tokens_map.json", "tekken.json", "vocab.txt",
 )  # fmt: skip
+# the files that hold a vocabulary (tokenizer_config.json and special_tokens_map.json alone hold none)
+VOCAB_FILES = (
+    "tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+    "tekken.json",
+)  # fmt: skip
 
 
 def load_tokenizer(tf, path: str, name, common: dict):
@@ -79,7 +84,8 @@ def load_tokenizer(tf, path: str, name, common: dict):
         tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)
     except Exception as err:  # noqa: BLE001 - transformers raises many types for unreadable files
         why = f"{type(err).__name__}: {_first_line(err)}"
-        if "instantiate the backend tokenizer" in why:
+        vocab = [f for f in present if f in VOCAB_FILES or f.endswith(".tiktoken")]
+        if not vocab or "instantiate the backend tokenizer" in why:  # (the files say it, whatever the wording)
             why = "they hold no vocabulary (e.g. tokenizer.json, or vocab.json and merges.txt, is missing)"
         raise CorruptWeightsError(
             f"cannot read the tokenizer of {name!r} ({shown}): {why}; fix or remove these files "
@@ -373,5 +379,24 @@ def load(
         model = getattr(model, base)
     if plan != "accelerate":
         model = model.to(device)
+    else:
+        _check_dispatched(tf, model, name, kwargs)
     tokenizer = load_tokenizer(tf, path, name, common) if local else _hub_tokenizer(tf, path, common)
     return Scope(model, tokenizer, name=str(name), self_check=self_check, chunk_size=chunk_size)
+
+
+def _check_dispatched(tf, model, name, kwargs) -> None:
+    """Refuse an accelerate load that left weights on ``meta`` with no offload hook to bring them in.
+
+    transformers 5.0 (through 5.8 at least) dispatches (attaches accelerate's hooks) only a device map that
+    names more than one device: when ``max_memory`` sends every module to disk, the model comes back undispatched.
+    """
+    from .arch.weights import unloadable_meta
+
+    meta = unloadable_meta(model)
+    if meta:
+        raise InputError(
+            f"max_memory={kwargs.get('max_memory')!r} sends every module of {name!r} to disk, and transformers "
+            f"{tf.__version__} does not dispatch a model offloaded wholly to disk ({len(meta)} weights left on "
+            "'meta'): allow room for at least one module in memory, use device_map='stream', or upgrade transformers"
+        )

@@ -105,6 +105,19 @@ def test_big_heatmap_stays_readable(tmp_path):
     assert [t.get_text() for t in strided.axes[0].get_yticklabels()] == [res.layer_names[r] for r in select_rows(41, 4)]
 
 
+def test_gif_heatmap_is_the_png_image(tmp_path):
+    """``.gif`` works on every supported matplotlib (before 3.11 savefig has no GIF writer)."""
+    res = fake_result(S=6, P=10)
+    plot(res, tmp_path / "h.png", dpi=60)
+    plot(res, tmp_path / "h.gif", dpi=60)
+    plot_trajectory(res, -1, tmp_path / "t.gif", dpi=50)
+    assert Image.open(tmp_path / "h.gif").format == "GIF" == Image.open(tmp_path / "t.gif").format
+    png, gif = _pixels(tmp_path / "h.png").astype(int), _pixels(tmp_path / "h.gif").astype(int)
+    assert png.shape == gif.shape
+    assert np.abs(png - gif).mean() < 4  # the same picture, up to the 256-colour palette
+    assert _pixels(tmp_path / "t.gif").std() > 10
+
+
 def test_svg_heatmap_is_valid_svg(tmp_path):
     plot(fake_result(), tmp_path / "h.svg", metric="kl")
     root = ET.parse(tmp_path / "h.svg").getroot()

@@ -64,9 +64,10 @@ def _save(fig, path, dpi: int) -> None:
     if path is None:
         return
     from ..io.atomic import atomic_file
+    from .figure import save
 
     with atomic_file(path) as tmp:
-        fig.savefig(os.fspath(tmp), dpi=dpi, bbox_inches="tight", facecolor="white")
+        save(fig, tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
 
 
 def _bars(result, p, names, values, path, dpi):

@@ -89,9 +89,10 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
     fig.colorbar(image, ax=ax, label=METRICS[metric], shrink=0.8)
     if path is not None:
         from ..io.atomic import atomic_file
+        from .figure import save
 
         with atomic_file(path) as tmp:
-            fig.savefig(os.fspath(tmp), dpi=dpi, bbox_inches="tight", facecolor="white")
+            save(fig, tmp, dpi=dpi, bbox_inches="tight", facecolor="white")
     return fig
 
 

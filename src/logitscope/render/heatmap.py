@@ -161,9 +161,11 @@ def heatmap(
     if title:
         fig.suptitle(title, x=left / fig_w, ha="left", fontsize=lay.tick_fs + 3)
     if path is not None:
-        raster = os.fspath(path).lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
+        raster = os.fspath(path).lower().endswith((".png", ".gif", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"))
         save_dpi = min(dpi, MAX_PIXELS / max(fig_w, fig_h)) if raster else dpi  # huge inputs: cap the bitmap
-        fig.savefig(os.fspath(path), dpi=save_dpi, bbox_inches="tight", pad_inches=0.08, facecolor="white")
+        from .figure import save
+
+        save(fig, path, dpi=save_dpi, bbox_inches="tight", pad_inches=0.08, facecolor="white")
     return fig
 
 

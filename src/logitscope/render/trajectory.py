@@ -110,7 +110,9 @@ def trajectory(
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=8, frameon=False, loc="best")
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=dpi, bbox_inches="tight", facecolor="white")
+        from .figure import save
+
+        save(fig, path, dpi=dpi, bbox_inches="tight", facecolor="white")
     return fig
 
 

@@ -396,7 +396,8 @@ def _check_dispatched(tf, model, name, kwargs) -> None:
     meta = unloadable_meta(model)
     if meta:
         raise InputError(
-            f"max_memory={kwargs.get('max_memory')!r} sends every module of {name!r} to disk, and transformers "
+            f"device_map={kwargs.get('device_map')!r}, max_memory={kwargs.get('max_memory')!r} sends every module of "
+            f"{name!r} to disk, and transformers "
             f"{tf.__version__} does not dispatch a model offloaded wholly to disk ({len(meta)} weights left on "
             "'meta'): allow room for at least one module in memory, use device_map='stream', or upgrade transformers"
         )

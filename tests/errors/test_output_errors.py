@@ -130,3 +130,28 @@ def test_cli_fails_before_the_model_loads(monkeypatch, tmp_path):
     ro.write_text("{}")
     ro.chmod(0o444)
     assert "read-only" in cli_error("lens", "demo", "x", "-o", ro)
+
+
+@pytest.mark.parametrize("name", ["x", "x.xyz", "x.tmp"])
+def test_plots_refuse_a_path_without_an_image_suffix_before_drawing(results, demo, tmp_path, name):
+    """No suffix used to reach matplotlib as the atomic temporary's ('Format 'tmp' is not supported'),
+    an unknown one as a raw ValueError; now one InputError naming the path, and no file is left."""
+    from logitscope.errors import InputError
+
+    diff = demo.compare(inputs="In the beginning", against="In the end")
+    plots = [p for n, (p, _) in writers(results).items() if ".plot" in n] + [lambda p: diff.plot(p)]
+    for plot in plots:
+        path = tmp_path / name
+        with pytest.raises(InputError, match="plot format") as info:
+            plot(path)
+        assert repr(str(path)) in str(info.value)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_every_image_suffix_the_check_accepts_is_written(results, tmp_path):
+    from logitscope.io.formats import IMAGE_SUFFIXES
+
+    for suffix in IMAGE_SUFFIXES:
+        out = tmp_path / f"heat{suffix}"
+        results["lens"].plot(out)
+        assert out.stat().st_size > 100, suffix

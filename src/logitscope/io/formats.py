@@ -13,7 +13,10 @@ from pathlib import Path
 
 from ..errors import InputError
 
-PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")  # matplotlib images, or a plotly page
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".htm")  # matplotlib images, or a plotly page (the CLI's)
+# every suffix ``plot(path)`` writes in Python: matplotlib's image formats (GIF on every supported
+# matplotlib, see ``render.figure.save``) and plotly's HTML
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".gif", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps", ".ps", ".svgz")
 HTML_SUFFIXES = (".html", ".htm")
 
 
@@ -42,3 +45,17 @@ def format_of(path, formats: dict[str, str], *, what: str = "output", hint: str 
             f"cannot tell the format of {os.fspath(path)!r} for the {what}; use a suffix {', '.join(formats)}{hint}"
         )
     return formats[suffix]
+
+
+def check_plot_path(path) -> None:
+    """Refuse, before anything is drawn, a plot path whose suffix names no image format or HTML.
+
+    Without this a missing suffix reached matplotlib as the atomic temporary's (``Format 'tmp' is
+    not supported``) and an unknown one as a raw ``ValueError``.
+    """
+    suffix = suffix_of(path)
+    if suffix in IMAGE_SUFFIXES or suffix in HTML_SUFFIXES:
+        return
+    got = f"the suffix {suffix!r}" if suffix else "no suffix"
+    known = ", ".join(IMAGE_SUFFIXES[:5] + HTML_SUFFIXES[:1])
+    raise InputError(f"cannot tell the plot format of {os.fspath(path)!r} ({got}); use a suffix such as {known}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..io.formats import is_html
+from ..io.formats import check_plot_path, is_html
 from .metrics import METRICS, Metric, get_metric, metric_values
 from .text import label, visible
 
@@ -46,6 +46,8 @@ def plot(result, path: str | os.PathLike | None = None, *, metric: str = "entrop
         return heatmap(result, None, metric=metric, **kwargs)
     from ..io.atomic import atomic_file
 
+    check_plot_path(path)
+
     with atomic_file(path) as tmp:  # the file appears complete or not at all
         if is_html(path):
             from .interactive import heatmap_html
@@ -66,6 +68,8 @@ def plot_trajectory(result, position: int = -1, path: str | os.PathLike | None =
     if path is None:
         return trajectory(result, position, None, **kwargs)
     from ..io.atomic import atomic_file
+
+    check_plot_path(path)
 
     with atomic_file(path) as tmp:  # the file appears complete or not at all
         return trajectory(result, position, tmp, **kwargs)

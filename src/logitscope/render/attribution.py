@@ -46,8 +46,11 @@ def plot_attribution(result, path: str | os.PathLike | None = None, *, position:
     """
     if path is not None:
         from ..io.atomic import check_file_dest
+        from ..io.formats import check_plot_path
 
         check_file_dest(path)
+
+        check_plot_path(path)
     if position is not None:
         p = result.position(position)
         names = list(result.components) + ["bias"]

@@ -55,8 +55,11 @@ def plot_diff(result, path: str | os.PathLike | None = None, *, metric: str = "d
     _check(metric)
     if path is not None:
         from ..io.atomic import check_file_dest
+        from ..io.formats import check_plot_path
 
         check_file_dest(path)  # before anything is drawn
+
+        check_plot_path(path)
     values = result.delta if metric == "delta" else result.kl
     if is_html(path):
         return _html(result, values, metric, path)

@@ -159,16 +159,16 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
     def capture():
         run_captured(model, parts.blocks, rows, **kw)
 
-    def pack():  # lens.py: the captured rows into one (S, T, d) tensor
-        out = streams.new_empty(S, T, d)
-        valid = torch.ones(1, T, dtype=torch.bool)
+    def pack():  # engine/run.py real_rows: the captured rows into one position-major (T, S, d) buffer
+        out = streams.new_empty(T, S, d).transpose(0, 1)
         for i, r in enumerate(rows):
-            out[i] = cap[r][:, :T][valid]
+            out[i, :T] = cap[r][0, :T]
 
     # one position chunk of each kernel; per-row costs are constant, so scale by rows
     n_new = max(1, min(T, chunk // S))
     n_old = max(1, min(T, chunk // (S - 1)))
-    h_new = torch.cat([streams[S - 1, :n_new], streams[: S - 1, :n_new].transpose(0, 1).reshape(-1, d)])
+    x_new = streams.transpose(0, 1).contiguous()  # (T, S, d) as real_rows lays it out
+    h_new = x_new[:n_new].view(-1, d)  # the new kernel's chunk: a view, no gather
     h_old_f = streams[S - 1, :n_old].contiguous()
     h_old_o = streams[: S - 1, :n_old].transpose(0, 1).reshape(-1, d)
     z_buf = torch.empty(max(chunk, n_new * S, n_old * (S - 1)), V)
@@ -184,8 +184,8 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
         parts.unembed(h_old_f, out=z_buf[:n_old])
         parts.unembed(h_old_o, out=z_buf[: h_old_o.shape[0]])
 
-    def gather_rows():  # the kernel's (stream, position) row gathers for one chunk
-        torch.cat([streams[S - 1, :n_new], streams[: S - 1, :n_new].transpose(0, 1).reshape(-1, d)])
+    def gather_rows():  # the old kernel's (stream, position) row gathers for one chunk
+        torch.cat([streams[S - 1, :n_old], streams[: S - 1, :n_old].transpose(0, 1).reshape(-1, d)])
 
     pieces = _interleaved(
         {
@@ -204,17 +204,16 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
 
     # statistics on cached real logits of one chunk of positions
     with torch.inference_mode():
-        z_all = parts.unembed(h_new).view(n_new, S, V)  # position-major, the final stream first
-    logits = torch.cat([z_all[:, 1:].transpose(0, 1), z_all[:, :1].transpose(0, 1)]).contiguous()  # (S, n, V)
+        z_all = parts.unembed(h_new).view(n_new, S, V)  # position-major, the final stream last
     tgt = ids[0, 1 : n_new + 1].clone()
 
-    table = logits.view(-1, V).repeat(2, 1)[: max(chunk, S * n_new)]  # enough rows for any chunk
+    table = z_all.reshape(-1, V).repeat(2, 1)[: max(chunk, S * n_new)]  # enough rows for any chunk
 
     def cached(h, out=None):  # unembed that copies cached logits: the statistics alone (+ a copy)
         src = table[: h.shape[0]]
         return out.copy_(src) if out is not None else src.clone()
 
-    stats_in = logits.new_empty(S, T, 1)  # the kernel reads only shapes from streams here
+    stats_in = z_all.new_empty(T, S, 1).transpose(0, 1)  # the kernel reads only shapes (and layout) here
     targets = torch.cat([ids[0, 1:], ids.new_full((1,), -1)])
 
     def run(kern, use_native):
@@ -242,13 +241,14 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
         warm=False,
     )
     stats = {k: max(0.0, st[k] - st["copy"]) for k in ("new", "torch", "old")}
-    ph = old_phases(old, z_all[:, 0].contiguous(), z_all[:, 1:].reshape(-1, V), tgt, S - 1, top_k)
+    ph = old_phases(old, z_all[:, -1].contiguous(), z_all[:, :-1].reshape(-1, V), tgt, S - 1, top_k)
     ph = {k: v * rows_total / (S * z_all.shape[0]) for k, v in ph.items()}
-    copies = pieces["pack"] + pieces["gather"] * rows_total / h_new.shape[0]
+    copies_old = pieces["pack"] + pieces["gather"] * rows_total / (n_old * S)
+    copies = pieces["pack"]  # the new kernel projects views of the packed buffer
     floor = pieces["capture"] + projection["floor"]
     out = {
         "floor": {"capture": pieces["capture"], "projection": projection["floor"], "total": floor},
-        "old": {"capture": pieces["capture"], "copies": copies, "projection": projection["old"], **ph},
+        "old": {"capture": pieces["capture"], "copies": copies_old, "projection": projection["old"], **ph},
         "new": {"capture": pieces["capture"], "copies": copies, "projection": projection["new"], "fused": stats["new"]},
         "torch": {
             "capture": pieces["capture"],

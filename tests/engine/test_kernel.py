@@ -20,12 +20,18 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])
-def test_stats_match_full_softmax(chunk_rows, path):
+@pytest.mark.parametrize("layout", ["stream-major", "position-major"])
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64, 10_000])
+def test_stats_match_full_softmax(chunk_rows, path, layout):
+    """Both layouts of the streams: (S, P, d) contiguous (rows gathered per chunk) and the
+    transposed view of a (P, S, d) buffer that engine.run.real_rows builds (chunks are views)."""
     g = torch.Generator().manual_seed(0)
     S, P, d, V = 4, 9, 16, 5003  # V not a multiple of 8: exercises the padded popcount mask
     W = torch.randn(V, d, generator=g)
     streams = torch.randn(S, P, d, generator=g) * 3
+    if layout == "position-major":
+        streams = streams.transpose(0, 1).contiguous().transpose(0, 1)
+        assert not streams.is_contiguous() and streams.transpose(0, 1).is_contiguous()
 
     def unembed(h, out=None):
         z = h @ W.T

@@ -198,21 +198,25 @@ def stream_stats(
         "tracked_logprobs": torch.empty(K, S, P, **f32),
         "tracked_ranks": torch.empty(K, S, P, dtype=torch.long),
     }
-    n_other = S - 1
-    pos_step = max(1, min(P, chunk_rows // S))  # positions per chunk: all S streams fit when S <= chunk_rows
-    grp_step = max(1, min(n_other, chunk_rows // pos_step - 1))  # other streams projected with the final
+    # rows are projected by position: a chunk is positions [p0, p1) × streams [s0, s1), all S
+    # streams when S <= chunk_rows; else one position at a time in groups taken from the end,
+    # so the first group of a position holds its final row (the KL reference), last.
+    G = S if S <= chunk_rows else max(2 if S > 1 else 1, chunk_rows)  # streams per chunk
+    pos_step = max(1, min(P, chunk_rows // G)) if G == S else 1  # positions per chunk
+    rows = streams.transpose(0, 1)  # (P, S, d): contiguous when built by engine.run.real_rows
+    zero_copy = rows.is_contiguous()  # then every chunk below is a view: [p0, p1) × all, or one position
     with torch.inference_mode():
         if vocab_size is None or device is None:
             probe = unembed(streams[S - 1, :1])
             vocab_size, device = probe.shape[-1], probe.device
         V = vocab_size
         device = torch.device(device)
-        z_buf = torch.empty(pos_step * (1 + min(grp_step, n_other)), V, **f32, device=device)
+        z_buf = torch.empty(pos_step * G, V, **f32, device=device)
+        h_buf = None if zero_copy else streams.new_empty(pos_step, G, streams.shape[-1])
         e_final = torch.empty(pos_step, V, **f32, device=device)  # exp z'_f of the chunk's positions
         # statistics sub-blocks: positions per block (CPU: cache-sized; elsewhere the whole chunk)
-        per_pos = 1 + min(grp_step, n_other)
-        sub = pos_step if device.type != "cpu" else max(1, min(pos_step, _SUB_ELEMENTS // (per_pos * V)))
-        work = torch.empty(sub * max(1, min(grp_step, n_other)), V, **f32, device=device)
+        sub = pos_step if device.type != "cpu" else max(1, min(pos_step, _SUB_ELEMENTS // (G * V)))
+        work = torch.empty(sub * G, V, **f32, device=device)
         targets, track = targets.to(device), track.to(device)
         lib = None
         if device.type == "cpu":
@@ -227,17 +231,17 @@ def stream_stats(
             p1 = min(P, p0 + pos_step)
             n = p1 - p0
             tgt = targets[p0:p1]
-            for g0 in range(0, max(1, n_other), grp_step):
-                g1 = min(n_other, g0 + grp_step)
-                g = g1 - g0
-                first = g0 == 0
-                parts = [streams[S - 1, p0:p1]] if first else []
-                if g:
-                    parts.append(streams[g0:g1, p0:p1].transpose(0, 1).reshape(n * g, -1))  # position-major
-                h = torch.cat(parts) if len(parts) > 1 else parts[0]
-                z = unembed(h, out=z_buf[: h.shape[0]])  # (n [final] + n*g [others], V)
-                z_f = z[:n] if first else None
-                z_o = z[n if first else 0 :].view(n, g, V)
+            for s1 in range(S, 0, -G):
+                s0 = max(0, s1 - G)
+                first = s1 == S
+                if zero_copy:
+                    h = rows[p0:p1, s0:s1].view(n * (s1 - s0), -1)
+                else:
+                    h = h_buf[:n, : s1 - s0].copy_(rows[p0:p1, s0:s1]).view(n * (s1 - s0), -1)
+                z = unembed(h, out=z_buf[: h.shape[0]]).view(n, s1 - s0, V)
+                z_f = z[:, -1] if first else None  # (n, V), rows G apart
+                g = s1 - s0 - first  # other streams in this chunk: s0 .. s0 + g - 1
+                z_o = z[:, :g]  # (n, g, V)
                 if lib is not None:  # the fused C rows (kernel_native.py), one parallel split per call
                     at = slice(p0, p1)
                     if first:
@@ -248,10 +252,10 @@ def stream_stats(
                     if g:
                         e_f = (e_final[:n], s64[:n], h64[:n])
                         t = tgt.repeat_interleave(g)
-                        out = kernel_native.rows_stats(lib, z_o.view(n * g, V), top_k, t, track, e_final=e_f, g=g)
+                        out = kernel_native.rows_stats(lib, z_o, top_k, t, track, e_final=e_f)
                         out = {key: val.view(n, g, *val.shape[1:]) for key, val in out.items()}
-                        _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {p0}..{p1 - 1}")
-                        _store(res, out, slice(g0, g1), at)
+                        _check_finite(out, f"stream rows {s0}..{s0 + g - 1}, positions {p0}..{p1 - 1}")
+                        _store(res, out, slice(s0, s0 + g), at)
                     continue
                 for b0 in range(0, n, sub):
                     b1 = min(n, b0 + sub)
@@ -267,8 +271,8 @@ def stream_stats(
                     e_f = (e_final[b0:b1], s_final[b0:b1], h_final[b0:b1])
                     t = tgt[b0:b1].unsqueeze(1).expand(-1, g)
                     out = _reduce(z_o[b0:b1], w, w, t, track, top_k, e_final=e_f)
-                    _check_finite(out, f"stream rows {g0}..{g1 - 1}, positions {at.start}..{at.stop - 1}")
-                    _store(res, out, slice(g0, g1), at)
+                    _check_finite(out, f"stream rows {s0}..{s0 + g - 1}, positions {at.start}..{at.stop - 1}")
+                    _store(res, out, slice(s0, s0 + g), at)
     return StreamStats(**res)
 
 

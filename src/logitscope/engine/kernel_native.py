@@ -75,10 +75,11 @@ static int64_t count_above(const float *z, int64_t V, float m, float zpt) {
     return c;
 }
 
-/* Rows [r0, r1) of the (rows, V) logits z. Final rows: e_out != NULL receives exp(z - m).
-   Other rows: ef (positions, V), sf, hf (positions) of the final rows, row r at position r / g. */
+/* Rows [r0, r1) of the logits z: row r is stream r % g of position r / g, at z + ((r / g) * ps + r % g) * V.
+   Final rows (g = 1): e_out != NULL receives exp(z - m), (rows, V).
+   Other rows: ef (positions, V), sf, hf (positions) of the final rows. */
 void ls_rows(const float *z, int64_t V, int64_t k, const int64_t *tgt, const int64_t *track, int64_t K,
-             float *e_out, const float *ef, const double *sf, const double *hf, int64_t g,
+             float *e_out, const float *ef, const double *sf, const double *hf, int64_t g, int64_t ps,
              double *s_out, double *h_out, float *entropy, float *kl, int64_t *top_ids, float *top_probs,
              float *tgt_lp, int64_t *tgt_rank, float *trk_lp, int64_t *trk_rank, int64_t r0, int64_t r1) {
     int64_t nb = V / BLOCK;
@@ -89,7 +90,7 @@ void ls_rows(const float *z, int64_t V, int64_t k, const int64_t *tgt, const int
     int64_t *ti = (int64_t *)malloc(sizeof(int64_t) * k * 2);
     int64_t *bi = ti + k;
     for (int64_t r = r0; r < r1; r++) {
-        const float *zr = z + r * V;
+        const float *zr = z + ((r / g) * ps + r % g) * V;
         for (int64_t j = 0; j < k; j++) { tv[j] = -INFINITY; ti[j] = -1; }
         if (use_blocks) {
             for (int64_t b = 0; b < nb; b++) {
@@ -200,7 +201,7 @@ def _build(cc: str) -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     f = dll.ls_rows
     P, N = ctypes.c_void_p, ctypes.c_int64
-    f.argtypes = [P, N, N, P, P, N, P, P, P, P, N, *[P] * 10, N, N]
+    f.argtypes = [P, N, N, P, P, N, P, P, P, P, N, N, *[P] * 10, N, N]
     f.restype = None
     return dll
 
@@ -221,21 +222,27 @@ def load() -> ctypes.CDLL | None:
     return _lib or None
 
 
-def rows_stats(lib, z, k: int, tgt, track, *, e_out=None, e_final=None, g: int = 1) -> dict[str, torch.Tensor]:
-    """Statistics of every row of a contiguous float32 CPU logits block ``z`` (R, V).
+def rows_stats(lib, z, k: int, tgt, track, *, e_out=None, e_final=None) -> dict[str, torch.Tensor]:
+    """Statistics of every row of a float32 CPU logits block ``z``: (n, V) or (n, g, V).
 
     Args:
         lib: :func:`load`'s library.
-        z: logits, left unchanged.
+        z: logits, left unchanged; rows contiguous, positions (dim 0) any whole number of rows
+            apart (a view of the kernel's chunk buffer: no copy). ``R = n·g`` rows, position-major.
         k: top-k; tgt: (R,) int64 targets (-1: none); track: (K,) int64 token ids.
-        e_out: (R, V) float32 buffer that receives ``exp(z - max)`` (the final rows).
-        e_final: ``(e_f, s_f, H_f)`` of the final rows, (R // g, V) float32 and (R // g,)
-            float64, for ``kl_to_final``; row ``r`` belongs to position ``r // g``.
+        e_out: (n, V) contiguous float32 buffer that receives ``exp(z - max)`` (the final rows, 2-D ``z``).
+        e_final: ``(e_f, s_f, H_f)`` of the final rows, (n, V) float32 and (n,) float64, for
+            ``kl_to_final``; row ``r`` belongs to position ``r // g``.
 
     Returns:
         ``s``/``h`` (R,) float64, and the (R, ...) statistics as in ``kernel._reduce``.
     """
-    R, V = z.shape
+    V = z.shape[-1]
+    g = z.shape[1] if z.dim() == 3 else 1
+    if z.stride(-1) != 1 or (g > 1 and z.stride(1) != V) or z.stride(0) % V or z.dtype != torch.float32:
+        raise ValueError("rows_stats needs float32 rows laid out whole, V apart")
+    ps = z.stride(0) // V
+    R = z.shape[0] * g
     K = track.numel()
     out = {
         "s": torch.empty(R, dtype=torch.float64),
@@ -252,7 +259,7 @@ def rows_stats(lib, z, k: int, tgt, track, *, e_out=None, e_final=None, g: int =
     tgt, track = tgt.contiguous(), track.contiguous()
     ef, sf, hf = e_final if e_final is not None else (None, None, None)
     ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-    args = [ptr(z), V, k, ptr(tgt), ptr(track), K, ptr(e_out), ptr(ef), ptr(sf), ptr(hf), g]
+    args = [ptr(z), V, k, ptr(tgt), ptr(track), K, ptr(e_out), ptr(ef), ptr(sf), ptr(hf), g, ps]
     args += [ptr(out[key]) for key in out]
     n = max(1, min(R, torch.get_num_threads()))
     bounds = [R * i // n for i in range(n + 1)]

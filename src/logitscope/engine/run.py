@@ -64,18 +64,24 @@ def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, tap=None) -
 def real_rows(captured: dict[Row, torch.Tensor], rows: Sequence[Row], lengths: Sequence[int], device) -> torch.Tensor:
     """(S, sum(lengths), d): the real (unpadded) positions of each row, popped from ``captured``.
 
-    Popping as we copy keeps the peak near one copy of the streams. Rows may sit on other devices;
-    models that pad internally (Longformer) are cut back to the batch's width.
+    The batch is right-padded, so input ``b``'s real positions are its first ``lengths[b]``: they
+    are copied as slices. The result is a transposed view of one position-major ``(N, S, d)``
+    buffer, so each chunk of positions is a contiguous block of rows for the kernel (no gather
+    per chunk; :func:`~logitscope.engine.kernel.stream_stats`). Popping as we copy keeps the
+    peak near one copy of the streams. Rows may sit on other devices; models that pad
+    internally (Longformer) are cut back to the batch's width.
     """
-    valid = torch.zeros(len(lengths), max(lengths), dtype=torch.bool)
-    for i, n in enumerate(lengths):
-        valid[i, :n] = True
-    valid = valid.to(device)
     ref = captured[rows[-1]]
-    streams = ref.new_empty(len(rows), sum(lengths), ref.shape[-1], device=device)  # (S, N, d)
+    buf = ref.new_empty(sum(lengths), len(rows), ref.shape[-1], device=device)  # (N, S, d)
     del ref
+    streams = buf.transpose(0, 1)  # (S, N, d) view
     for i, r in enumerate(rows):
-        streams[i] = captured.pop(r).to(device)[:, : valid.shape[1]][valid]
+        h = captured.pop(r).to(device)
+        offset = 0
+        for b, n in enumerate(lengths):
+            streams[i, offset : offset + n] = h[b, :n]
+            offset += n
+        del h
     return streams
 
 

@@ -4,8 +4,9 @@ Same model and input as ``bench_lens.py`` (GPT-2-small shape, random init; ``--v
 ``--d-model``, ``--layers`` for other heads); the methods run in turn ``--repeat`` times, so a
 shared machine's load hits them alike. ``--torch-path`` adds logitscope's kernel with its
 compiled rows disabled (the fallback without a C compiler). The floor (one forward + the
-projections into one reused buffer) is the strictest. Prints lens÷floor per kernel (process
-CPU and wall time, median and min over repeats):
+projections into one reused buffer) is the strictest: timed at the Scope's ``chunk_size`` rows
+per projection and at the lens's (whole positions, ``S·(chunk_size // S)``), the faster kept.
+Prints lens÷floor per kernel (process CPU and wall time, median and min over repeats):
 
     PYTHONPATH=src .venv/bin/python bench/bench_kernel_ab.py --kernel-a bench/_kernel_before.py --tokens 512
     git show 88bda05:src/logitscope/kernel.py > /tmp/kernel_bmm.py   # the bmm kernel before that
@@ -58,17 +59,22 @@ def main() -> None:
     ids = torch.randint(0, V, (1, args.tokens), generator=torch.Generator().manual_seed(1))
     scope = logitscope.Scope(model, self_check=False)
     kernels = {"A": load_kernel(args.kernel_a), "B": load_kernel(args.kernel_b)}
-    z_buf = torch.empty(scope.chunk_size, V)
+    S = L + 1
+    steps = sorted({scope.chunk_size, S * max(1, scope.chunk_size // S)})  # the floor's chunkings
+    z_buf = torch.empty(max(steps), V)
     real_load = native.load
 
-    def floor():
-        with torch.inference_mode():
-            rows = list(range(L + 1))
-            cap = run_captured(model, scope.parts.blocks, rows, input_ids=ids, use_cache=False)
-            streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, d)
-            for i in range(0, streams.shape[0], scope.chunk_size):
-                h = streams[i : i + scope.chunk_size]
-                scope.parts.unembed(h, out=z_buf[: h.shape[0]])
+    def floor_at(step):
+        def floor():
+            with torch.inference_mode():
+                rows = list(range(S))
+                cap = run_captured(model, scope.parts.blocks, rows, input_ids=ids, use_cache=False)
+                streams = torch.stack([cap[r][0] for r in rows]).reshape(-1, d)
+                for i in range(0, streams.shape[0], step):
+                    h = streams[i : i + step]
+                    scope.parts.unembed(h, out=z_buf[: h.shape[0]])
+
+        return floor
 
     def lens_with(kernel, use_native=True):
         def run():
@@ -81,7 +87,8 @@ def main() -> None:
 
         return run
 
-    methods = {"floor": floor, "A": lens_with(kernels["A"]), "B": lens_with(kernels["B"])}
+    methods = {f"floor{step}": floor_at(step) for step in steps}
+    methods.update(A=lens_with(kernels["A"]), B=lens_with(kernels["B"]))
     if args.torch_path:
         methods["torch"] = lens_with(load_kernel(None), use_native=False)
     for fn in methods.values():  # warm-up
@@ -93,13 +100,15 @@ def main() -> None:
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append((time.process_time() - c0, time.perf_counter() - t0))
+    floors = [k for k in methods if k.startswith("floor")]
     for stat, agg in (("median", statistics.median), ("min", min)):
         cpu = {k: agg([c for c, _ in v]) for k, v in times.items()}
         wall = {k: agg([w for _, w in v]) for k, v in times.items()}
+        cpu["floor"], wall["floor"] = min(cpu[k] for k in floors), min(wall[k] for k in floors)
         print(f"{stat} of {args.repeat}:")
         for k in methods:
-            print(f"  {k:6s} cpu {cpu[k]:7.2f} s  wall {wall[k]:7.2f} s")
-        for k in list(methods)[1:]:
+            print(f"  {k:9s} cpu {cpu[k]:7.2f} s  wall {wall[k]:7.2f} s")
+        for k in [k for k in methods if k not in floors]:
             print(
                 f"  T={args.tokens} V={V} d={d} lens÷floor {k}: "
                 f"cpu {cpu[k] / cpu['floor']:.3f} wall {wall[k] / wall['floor']:.3f}"

@@ -1,11 +1,14 @@
 """The streaming statistics kernel: project residual streams in row chunks, reduce while hot.
 
 Nothing of shape (streams × positions × vocab) is ever held. For each chunk of positions, every
-stream (the final one first) is projected in **one** matrix product, as large as the floor's,
+stream (the final one last) is projected in **one** matrix product, as large as the floor's,
 into a float32 logits buffer that is allocated once per call and reused (whatever
-``torch.get_default_dtype()`` is). The statistics are then taken in cache-sized sub-blocks of
-positions (``_SUB_ELEMENTS`` logits, a few MiB, so every pass after the first reads the cache,
-not memory), the final rows of a sub-block before the others:
+``torch.get_default_dtype()`` is). The streams are read position-major: given the transposed
+view of a ``(P, S, d)`` buffer (as ``engine.run.real_rows`` builds it) each chunk is a view of
+it, with no gather; other layouts are copied chunk by chunk into one reused buffer. The
+statistics are then taken in cache-sized sub-blocks of positions (``_SUB_ELEMENTS`` logits, a
+few MiB, so every pass after the first reads the cache, not memory), the final rows of a
+sub-block before the others:
 
 * top-k of the logits ``z`` from block maxima (:func:`_topk`): its top value is the row max
   ``m``; ``z' = z - m`` in place;
@@ -37,7 +40,9 @@ from dataclasses import dataclass
 import torch
 
 DEFAULT_CHUNK_ELEMENTS = 2**24  # logits elements per chunk: 64 MiB of float32
-_SUB_ELEMENTS = 2**21  # logits per statistics sub-block on CPU: 8 MiB of float32, cache-resident
+# logits per statistics sub-block of the torch path on CPU: 16 MiB of float32, within the L3 of
+# this project's CPU; fewer, larger blocks mean fewer parallel regions, which a shared machine punishes
+_SUB_ELEMENTS = 2**22
 _BLOCK = 128  # top-k: the maxima of blocks of this many logits pick the candidates
 
 
@@ -179,7 +184,7 @@ def stream_stats(
         chunk_rows: at most this many (stream, position) rows are projected at once (2 when
             ``chunk_rows`` is 1 and there are several streams); peak extra memory is about
             4 bytes × ``chunk_rows`` × vocab (the logits) plus the final rows' probabilities
-            (4 bytes × ``chunk_rows / S`` × vocab) and a sub-block of ~8 MiB on CPU, plus one
+            (4 bytes × ``chunk_rows / S`` × vocab) and a sub-block of ~16 MiB on CPU, plus one
             logits temporary when the head is not a plain ``nn.Linear``.
         vocab_size, device: size and device of the logits (found with a one-row probe when
             either is not given).

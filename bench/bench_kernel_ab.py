@@ -5,7 +5,7 @@ Same model and input as ``bench_lens.py`` (GPT-2-small shape, random init; ``--v
 shared machine's load hits them alike. ``--torch-path`` adds logitscope's kernel with its
 compiled rows disabled (the fallback without a C compiler). The floor (one forward + the
 projections into one reused buffer) is the strictest: timed at the Scope's ``chunk_size`` rows
-per projection and at the lens's (whole positions, ``S·(chunk_size // S)``), the faster kept.
+per projection and at the lens's (whole positions, ``S·kernel.chunk_positions(S, chunk_size)``), the faster kept.
 Prints lens÷floor per kernel (process CPU and wall time, median and min over repeats):
 
     PYTHONPATH=src .venv/bin/python bench/bench_kernel_ab.py --kernel-a bench/_kernel_before.py --tokens 512
@@ -53,6 +53,7 @@ def main() -> None:
     import logitscope.engine.kernel_native as native
     import logitscope.engine.run as engine_run
     from logitscope.engine.capture import run_captured
+    from logitscope.engine.kernel import chunk_positions
 
     V, d, L = args.vocab, args.d_model, args.layers
     model = build(L, V, args.threads, d_model=d, n_positions=args.tokens)
@@ -60,7 +61,7 @@ def main() -> None:
     scope = logitscope.Scope(model, self_check=False)
     kernels = {"A": load_kernel(args.kernel_a), "B": load_kernel(args.kernel_b)}
     S = L + 1
-    steps = sorted({scope.chunk_size, S * max(1, scope.chunk_size // S)})  # the floor's chunkings
+    steps = sorted({scope.chunk_size, S * chunk_positions(S, scope.chunk_size)})  # the floor's chunkings
     z_buf = torch.empty(max(steps), V)
     real_load = native.load
 

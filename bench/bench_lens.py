@@ -8,7 +8,7 @@ GPT-2-small shape (12 blocks, d=768, vocab 50257, random init), one sequence of 
   entropy, top-k — a generous baseline with a single projection pass.
 * floor: one forward with capture + the (L+1)·T projections alone, chunked, no statistics, into
   one reused logits buffer; timed at the Scope's ``chunk_size`` rows per projection and at the
-  lens's own (whole positions: ``S·(chunk_size // S)``), interleaved, and the faster is kept.
+  lens's own (whole positions: ``S·kernel.chunk_positions(S, chunk_size)``), interleaved, and the faster is kept.
 * ours:  ``scope.lens(ids, top_k=5)`` (entropy, KL to final, top-k, target prob and rank).
 
 Each method runs in a fresh subprocess; a sampling thread records its peak RSS above the RSS
@@ -74,6 +74,7 @@ def run_method(
 
     import logitscope
     from logitscope.engine.capture import run_captured
+    from logitscope.engine.kernel import chunk_positions
 
     model = build(n_layer, vocab, threads, d_model=d, n_positions=tokens)
     ids = torch.randint(0, vocab, (1, tokens), generator=torch.Generator().manual_seed(1))
@@ -105,7 +106,7 @@ def run_method(
     S = n_layer + 1
     # the floor's chunkings: the Scope's chunk_size, and the rows the lens projects at once (whole
     # positions of all S streams); the best of them is reported, so the floor is the strictest
-    steps = sorted({scope.chunk_size, S * max(1, scope.chunk_size // S)})
+    steps = sorted({scope.chunk_size, S * chunk_positions(S, scope.chunk_size)})
 
     def floor(step=steps[0]):
         with torch.inference_mode():
@@ -213,7 +214,9 @@ def main() -> None:
                 flush=True,
             )
     print()
-    print("ratios (wall / cpu time): ours÷floor (issue 24: ≤ 1.10; ≤ 1.12 at V ≥ 128k), seed÷ours (target ≥ 2), naive÷ours;")
+    print(
+        "ratios (wall / cpu time): ours÷floor (issue 24: ≤ 1.10; ≤ 1.12 at V ≥ 128k), seed÷ours (target ≥ 2), naive÷ours;"
+    )
     print("naive÷floor bounds naive÷ours from above: no lens can beat the floor")
     print(
         f"{'T':>5} {'ours/floor':>15} {'seed/ours':>15} {'naive/ours':>15} {'naive/floor':>15}"

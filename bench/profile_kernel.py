@@ -165,7 +165,7 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
             out[i, :T] = cap[r][0, :T]
 
     # one position chunk of each kernel; per-row costs are constant, so scale by rows
-    n_new = max(1, min(T, chunk // S))
+    n_new = min(T, kernel.chunk_positions(S, chunk))
     n_old = max(1, min(T, chunk // (S - 1)))
     x_new = streams.transpose(0, 1).contiguous()  # (T, S, d) as real_rows lays it out
     h_new = x_new[:n_new].view(-1, d)  # the new kernel's chunk: a view, no gather

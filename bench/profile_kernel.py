@@ -2,8 +2,10 @@
 
 GPT-2-small-shaped random-init model (12 blocks, d=768; ``--d-model``), one sequence of T tokens,
 the full lens (top-5, entropy, KL to final, target prob and rank for every layer × position).
-One process, one thread (``--threads``), CPU time of the thread (``time.thread_time``), every
-piece repeated ``--repeat`` times interleaved and the median kept, so the shared machine's load
+One process, ``--threads`` threads, CPU time of the whole process (``time.process_time``: all
+threads, so the fused C rows, which run on the kernel's own pool threads, and every torch/MKL
+worker count; ``time.thread_time`` saw only the calling thread: half a 2-thread matmul and none
+of the C rows), every piece repeated ``--repeat`` times interleaved and the median kept, so the shared machine's load
 hits all pieces alike. Phases, in seconds for the whole lens at that T:
 
 * capture:    the forward with hooks, as ``Scope.lens`` runs it (measured at T);
@@ -47,9 +49,9 @@ def _old_kernel():
 def _timed(fn, repeat: int) -> float:
     out = []
     for _ in range(repeat):
-        t0 = time.thread_time()
+        t0 = time.process_time()
         fn()
-        out.append(time.thread_time() - t0)
+        out.append(time.process_time() - t0)
     return statistics.median(out)
 
 
@@ -60,9 +62,9 @@ def _interleaved(fns: dict, repeat: int, warm: bool = True) -> dict[str, float]:
         fn()
     for _ in range(repeat):
         for name, fn in fns.items():
-            t0 = time.thread_time()
+            t0 = time.process_time()
             fn()
-            times[name].append(time.thread_time() - t0)
+            times[name].append(time.process_time() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -127,9 +129,9 @@ def old_phases(old, z_final: torch.Tensor, z_other: torch.Tensor, tgt: torch.Ten
             ("entropy", entropy),
             ("store", store),
         ):
-            t0 = time.thread_time()
+            t0 = time.process_time()
             fn()
-            t[name].append(time.thread_time() - t0)
+            t[name].append(time.process_time() - t0)
     med = {k: statistics.median(v) for k, v in t.items()}
     med["top-k"] -= med.pop("copy")
     return med
@@ -277,7 +279,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU seconds (thread time, {args.threads} thread(s), median of {args.repeat}) for the whole lens")
+    print(f"CPU seconds (process time, all threads, {args.threads} thread(s), median of {args.repeat}) for the whole lens")
     for V in args.vocab:
         for T in args.tokens:
             prof = profile(T, V, args.d_model, args.layers, args.repeat)

@@ -279,7 +279,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU seconds (process time, all threads, {args.threads} thread(s), median of {args.repeat}) for the whole lens")
+    print(
+        f"CPU seconds (process time, all threads, {args.threads} thread(s), median of {args.repeat}) for the whole lens"
+    )
     for V in args.vocab:
         for T in args.tokens:
             prof = profile(T, V, args.d_model, args.layers, args.repeat)

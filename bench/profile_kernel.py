@@ -207,7 +207,7 @@ def profile(T: int, V: int, d: int, layers: int, repeat: int, top_k: int = 5) ->
     # statistics on cached real logits of one chunk of positions
     with torch.inference_mode():
         z_all = parts.unembed(h_new).view(n_new, S, V)  # position-major, the final stream last
-    tgt = ids[0, 1 : n_new + 1].clone()
+    tgt = torch.cat([ids[0, 1:], ids.new_full((1,), -1)])[:n_new].clone()  # -1: the last position has none
 
     table = z_all.reshape(-1, V).repeat(2, 1)[: max(chunk, S * n_new)]  # enough rows for any chunk
 

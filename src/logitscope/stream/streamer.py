@@ -6,10 +6,12 @@ whole batch going through each block). A forward pre-hook on block ``i`` install
 device) and hands block ``i + 1`` to a worker thread, which reads its pages from disk while block
 ``i`` computes; a forward hook puts block ``i``'s ``meta`` parameters back, so at most two
 blocks are materialised at a time (one when ``prefetch=False``). With the compute dtype the
-stored one, "materialised" is a zero-copy map: the worker asks the kernel to read the pages ahead
-(``MADV_WILLNEED``), and only the computing block's pages count in the process's memory. After its
-first forward each block's weights are checked for NaN/inf while still resident
-(:attr:`BlockStreamer.nonfinite`): the scan costs no pass over the disk of its own.
+stored one, "materialised" is a zero-copy map whose pages the worker reads in (the compute never
+waits on a page fault), and only the pages of the blocks in flight count in the process's memory.
+The first time a block loads, that read is its NaN/inf scan (:attr:`BlockStreamer.nonfinite`):
+the scan costs no pass over the disk of its own. When the last block starts, the worker reads the
+head's pages (the first pass) and then block 0 again, for the next forward (a corpus ``eval``
+runs one forward per batch), so the disk stays busy while the lens statistics compute.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 from torch import nn
 
+from ..arch.weights import all_finite
 from .shards import Shards
+
+
+def touch(t: torch.Tensor) -> None:
+    """Fault in every page of a CPU tensor's memory (one byte read per 4 KiB page)."""
+    if t.device.type != "cpu" or not t.numel() or not t.is_contiguous():
+        return
+    flat = t.reshape(-1)
+    if flat.dtype != torch.uint8:
+        flat = flat.view(torch.uint8)
+    flat[::4096].sum()
 
 
 class BlockStreamer:
@@ -36,6 +49,9 @@ class BlockStreamer:
     Attributes:
         nonfinite: checkpoint names of streamed tensors found holding NaN/inf so far.
         loads: blocks materialised so far (a full pass over the model adds ``len(blocks)``).
+        warm: mapped resident tensors (the head) whose pages the worker reads during the first
+            pass, when the last block starts.
+        cyclic: when the last block starts, prefetch block 0 for the next forward.
     """
 
     def __init__(
@@ -52,6 +68,8 @@ class BlockStreamer:
         self.dtype, self.device, self.prefetch = dtype, torch.device(device), prefetch
         self.nonfinite: set[str] = set()
         self.loads = 0
+        self.warm: list[torch.Tensor] = []
+        self.cyclic = True
         self._meta = [{p: _get_param(b, p) for p in k} for b, k in zip(blocks, keys)]
         self._installed: set[int] = set()
         self._scanned: set[int] = set()
@@ -77,27 +95,35 @@ class BlockStreamer:
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self, i: int) -> dict[str, torch.Tensor]:
-        """Block ``i``'s tensors, ready to compute with (runs in the worker thread)."""
+        """Block ``i``'s tensors, ready to compute with, their pages read (runs in the worker thread).
+
+        The worker, not the compute, takes the page faults: a zero-copy view is only a promise of
+        pages, and a matmul that faults them in one 4 KiB page at a time waits on the disk with
+        both cores idle. So every tensor is read here, by the NaN/inf scan the first time the
+        block loads (it reads each byte once) and by touching one byte a page after that.
+        """
         out = {}
+        scan = i not in self._scanned
         for path, key in self.keys[i].items():
             t = self.shards.view(key, willneed=True)  # zero-copy; the kernel reads ahead
             if t.is_floating_point() and t.dtype != self.dtype:
                 t = t.to(self.dtype)  # reads the pages and writes a converted copy
             if t.device != self.device:
                 t = t.to(self.device)
+            if scan and t.is_floating_point():
+                if not all_finite(t):
+                    self.nonfinite.add(key)
+            else:
+                touch(t)
             out[path] = t
+        self._scanned.add(i)
         return out
 
-    def _scan(self, i: int) -> None:
-        """Record NaN/inf weights of installed block ``i`` (once per block; its pages are resident)."""
-        if i in self._scanned:
-            return
-        self._scanned.add(i)
-        with torch.no_grad():
-            for path, key in self.keys[i].items():
-                t = _get_param(self.blocks[i], path)
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    self.nonfinite.add(key)
+    def _warm(self) -> None:
+        """Read the pages of the resident mapped tensors (the head, once), in the worker."""
+        for t in self.warm:
+            touch(t)
+        self.warm = []
 
     def _fetch(self, i: int) -> Future:
         if i not in self._pending:
@@ -125,10 +151,14 @@ class BlockStreamer:
             self._pending.pop(i, None)
         if self.prefetch and i + 1 < len(self.blocks):
             self._fetch(i + 1)
+        elif self.prefetch and self._pool is not None:  # the last block: the head, then the next pass
+            if self.warm:
+                self._pool.submit(self._warm)
+            if self.cyclic and i:
+                self._fetch(0)
 
     def _exit(self, i: int) -> None:
         if i in self._installed:
-            self._scan(i)
             for path, meta in self._meta[i].items():
                 _set_param(self.blocks[i], path, meta)
             self._installed.discard(i)

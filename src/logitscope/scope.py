@@ -386,6 +386,8 @@ class Scope:
         Returns:
             :class:`~logitscope.tuned.TunedLens` (its ``training_log`` holds the per-step losses).
         """
+        from .engine.check import deferred
         from .tuned.api import fit
 
-        return fit(self, data, out=out, checkpoint=checkpoint, resume=resume, progress=progress, **settings)
+        with deferred(self):  # a pending self-check rides along the first training forward
+            return fit(self, data, out=out, checkpoint=checkpoint, resume=resume, progress=progress, **settings)

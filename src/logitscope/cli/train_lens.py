@@ -27,7 +27,7 @@ def train_lens_command(
     steps: int = typer.Option(250, "--steps", min=1, help="Optimiser steps (paper: 250)."),
     tokens_per_step: int = typer.Option(2**18, "--tokens-per-step", min=1, help="Tokens per step over all processes (paper: 262144)."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=1, help="Tokens per window (default 2048, capped at the model's context)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per forward pass on each process (memory only)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Windows per forward pass on each process (memory only; default 8, or for a streamed model all of a step's windows that memory holds)."),
     lr: float = typer.Option(1.0, "--lr", help="Learning-rate scale; SGD's rate is lr × (1 − momentum)."),
     momentum: float = typer.Option(0.9, "--momentum", help="Nesterov momentum."),
     weight_decay: float = typer.Option(1e-3, "--weight-decay", help="Weight decay (towards the identity translator)."),

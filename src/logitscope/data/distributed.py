@@ -162,17 +162,51 @@ def auto_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4)
     ``budget = share × free memory of the input device − kernel chunk``; one window costs
     ``seq_len × ((2(L+1) + 12) · d · e + heads · seq_len · 4)`` bytes (captured streams and their
     stacked copy, a block's activations, fp32 attention scores; ``e`` = bytes per model element).
-    Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster).
+    Clamped to 1..64 on GPUs and 1..8 on CPUs (larger CPU batches do not run faster). A streamed
+    model (blocks read from disk, :mod:`logitscope.stream`) makes one pass over the disk per
+    batch, so its batch is as many windows as memory holds (:func:`streamed_batch_size`).
     """
+    scope.require_head()
+    streamed = streamed_batch_size(scope, seq_len, chunk_rows, share=share)
+    if streamed is not None:
+        return streamed
+    per_window = window_bytes(scope, seq_len)
+    dev = scope.input_device
+    budget = share * free_memory(dev) - KERNEL_BYTES * chunk_rows * scope.parts.vocab_size
+    return int(min(64 if dev.type == "cuda" else 8, max(1, budget // per_window)))
+
+
+STREAMED_MAX_WINDOWS = 4096  # windows per forward of a streamed model, at most
+
+
+def window_bytes(scope, seq_len: int) -> int:
+    """Bytes one window of ``seq_len`` tokens costs a captured forward (see :func:`auto_batch_size`)."""
     if seq_len < 1:
         from ..errors import InputError
 
         raise InputError(f"seq_len must be at least 1, not {seq_len}")
-    cfg, parts = scope.model.config, scope.require_head()
+    cfg, parts = scope.model.config, scope.parts
     d = residual_width(cfg) or 1024
     heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head") if getattr(cfg, k, None)), 16)
     e = next(scope.model.parameters()).element_size()
-    per_window = seq_len * ((2 * (parts.n_blocks + 1) + 12) * d * e + heads * seq_len * 4)
-    dev = scope.input_device
-    budget = share * free_memory(dev) - KERNEL_BYTES * chunk_rows * parts.vocab_size
-    return int(min(64 if dev.type == "cuda" else 8, max(1, budget // per_window)))
+    return seq_len * ((2 * (parts.n_blocks + 1) + 12) * d * e + heads * seq_len * 4)
+
+
+def streamed_batch_size(scope, seq_len: int, chunk_rows: int, *, share: float = 0.4) -> int | None:
+    """Windows per forward for a streamed model (``None`` for any other): all that memory holds.
+
+    Every forward of a streamed model reads every block from disk, so the disk pass is amortised
+    over as many windows as fit in ``max_memory`` (when given, else ``share`` × available RAM),
+    less the resident parts (head, norms), the one or two blocks in flight and one kernel chunk;
+    at most :data:`STREAMED_MAX_WINDOWS`.
+    """
+    streamer = getattr(scope.model, "_logitscope_streamer", None)
+    if streamer is None:
+        return None
+    per_window = window_bytes(scope, seq_len)
+    avail = share * free_memory(scope.input_device)
+    budget = getattr(streamer, "budget", None)
+    room = avail if budget is None else min(budget, free_memory(scope.input_device))
+    room -= getattr(streamer, "resident_bytes", 0) + (2 if streamer.prefetch else 1) * streamer.block_bytes
+    room -= KERNEL_BYTES * chunk_rows * scope.parts.vocab_size  # parts, not require_head: no check here
+    return int(min(STREAMED_MAX_WINDOWS, max(1, room // per_window)))

@@ -1,7 +1,10 @@
 """Training a tuned lens: KL(final ‖ translated layer) at every position, one layer at a time.
 
 For a batch of windows, one forward with hooks captures every stream row ``h_0 .. h_L``
-(:func:`logitscope.engine.capture.run_captured`; the model's own logits are never computed). Then, for
+(:func:`logitscope.engine.check.capture_checked`; the model's own logits are never computed, except
+for the few positions of a self-check left pending by a model on disk, which rides along the first
+forward). A streamed model reads its weights once per forward, so by default a step's windows go
+through in as few forwards as memory allows (:func:`forward_windows`). Then, for
 chunks of ``c`` positions, the final row's log-probabilities ``log p_f = log_softmax(tail(h_L))``
 are computed once (no gradient) and each layer ``l < L`` is projected and backpropagated on its
 own::
@@ -33,9 +36,9 @@ import numpy as np
 import torch
 
 from ..arch.weights import frozen
-from ..data.distributed import DistContext
+from ..data.distributed import DistContext, streamed_batch_size
 from ..data.windows import resolve_seq_len, token_stream, windows
-from ..engine.capture import run_captured
+from ..engine.check import capture_checked
 from ..engine.kernel import default_chunk_rows
 from ..errors import EmptyInputError, InputError, LensMismatchError
 from .checkpoint import check_resumable, default_path, load_checkpoint, save_checkpoint
@@ -58,6 +61,8 @@ class TrainConfig:
         grad_clip: maximum gradient norm over the whole lens.
         seed: seed of the window shuffle.
         batch_size: windows per forward pass on each process (memory only; not the step size).
+            ``None``: 8, or for a streamed model (each forward a pass over its weights on disk)
+            as many of the step's windows as memory holds, so a step reads the weights once.
         chunk_rows: positions projected per backward (default: ~16M logits per chunk).
         save_every: steps between checkpoints (0: none).
     """
@@ -71,7 +76,7 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 1.0
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None
     chunk_rows: int | None = None
     save_every: int = 50
 
@@ -79,6 +84,8 @@ class TrainConfig:
         ints = ("steps", "tokens_per_step", "batch_size")
         for name in ints:
             v = getattr(self, name)
+            if name == "batch_size" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be a positive integer, not {v!r}")
         for name in ("warmup_steps", "save_every"):
@@ -146,6 +153,8 @@ def train_lens(
         opt.load_state_dict(state["optimizer"])
         start, log = int(state["step"]), list(state["log"])
     chunk = config.chunk_rows or default_chunk_rows(parts.vocab_size)
+    per_forward = config.batch_size or forward_windows(scope, seq_len, chunk, n_windows, dist)
+    settings["batch_size"] = per_forward  # the log records the windows per forward used
     stream = _windows_forever(data, scope, seq_len, config.seed)
     for _ in range(start * n_windows):  # a resumed run skips the windows already used
         next(stream)
@@ -161,8 +170,8 @@ def train_lens(
             opt.zero_grad(set_to_none=False)
             n_tokens = n_windows * seq_len
             sums = torch.zeros(L, dtype=torch.float64)
-            for b0 in range(0, len(mine), config.batch_size):
-                x = np.stack(mine[b0 : b0 + config.batch_size])
+            for b0 in range(0, len(mine), per_forward):
+                x = np.stack(mine[b0 : b0 + per_forward])
                 sums += _accumulate(scope, parts, lens, x, chunk, n_tokens)
             grad_norm = _sync_and_step(lens, opt, sums, dist, config.grad_clip)
             record = {"step": step + 1, "lr": lr, "grad_norm": grad_norm, "kl": (sums / n_tokens).tolist()}
@@ -181,12 +190,23 @@ def train_lens(
     return lens
 
 
+def forward_windows(scope, seq_len: int, chunk: int, n_windows: int, dist: DistContext) -> int:
+    """Windows per forward when ``batch_size`` is not given: 8, or for a streamed model all of this
+    process's windows of a step that memory holds (one read of the weights per step)."""
+    streamed = streamed_batch_size(scope, seq_len, chunk)
+    if streamed is None:
+        return 8
+    mine = -(-n_windows // dist.world_size)
+    return max(1, min(mine, streamed))
+
+
 def _accumulate(scope, parts, lens: TunedLens, x: np.ndarray, chunk: int, n_tokens: int) -> torch.Tensor:
     """Backpropagate KL(final ‖ lens) of windows ``x`` (b, T), layer by layer; (L,) float64 KL sums."""
     L = parts.n_blocks
     b, T = x.shape
     ids = torch.from_numpy(x).to(scope.input_device)
-    captured = run_captured(scope.model, parts.blocks, list(range(L + 1)), input_ids=ids, use_cache=False)
+    # a pending self-check (weights on disk) rides along the first forward
+    captured = capture_checked(scope, list(range(L + 1)), input_ids=ids, use_cache=False)
     streams = [captured.pop(r).reshape(b * T, -1) for r in range(L + 1)]  # L+1 × (b·T, d) inference tensors
     sums = torch.zeros(L, dtype=torch.float64)
     for p0 in range(0, b * T, chunk):

@@ -101,3 +101,18 @@ def test_streamed_tuned_training_reads_the_weights_once_a_step(llama_dir):
 def test_chunk_rows_default_is_what_training_uses(llama_dir):
     ref = logitscope.load(llama_dir, device="cpu")
     assert default_chunk_rows(ref.parts.vocab_size) >= 8
+
+
+def test_streamed_jacobian_fit_equals_in_memory(llama_dir):
+    """fit_jacobian_lens on a streamed model: one forward (one disk pass) per prompt, its VJPs run
+    on the graph that forward kept; the lens equals the in-memory fit exactly."""
+    scope = logitscope.load(llama_dir, device="cpu", device_map="stream")
+    ref = logitscope.load(llama_dir, device="cpu")
+    prompts = [[1, *range(3, 25)], [1, *range(30, 52)]]
+    a = scope.fit_jacobian_lens(prompts, skip_first=4, dim_batch=8)
+    b = ref.fit_jacobian_lens(prompts, skip_first=4, dim_batch=8)
+    assert sorted(a.J) == sorted(b.J) == list(range(scope.n_layers - 1))
+    for layer in a.J:
+        torch.testing.assert_close(a.J[layer], b.J[layer], rtol=0, atol=0)
+    passes = scope.model._logitscope_streamer.loads // scope.n_layers
+    assert passes <= len(prompts) + 1  # a pass per prompt (and at most one for the self-check)

@@ -130,6 +130,7 @@ def load_streamed(
     if rows_only is not None and head is not None and getattr(head, "weight", None) is rows_only:
         rows_only = None
     res_bytes = 0
+    warm = []  # mapped resident tensors the streamer reads ahead during the first pass (the head)
     for all_names, key, is_param in resident:
         t = shards.view(key)
         if t.is_floating_point() and t.dtype != dtype:
@@ -139,9 +140,13 @@ def load_streamed(
         copied = t.dtype != e.dtype or device.type != "cpu"
         if copied or rows_only is None or names.get(id(rows_only), [None])[0] not in all_names:
             res_bytes += t.numel() * t.element_size()
+            if not copied:
+                warm.append(key)
         for name in all_names:  # one tensor for every tied name
             _set(model, name, t, is_param)
     streamer = BlockStreamer(blocks, keys, shards, dtype=dtype, device=device, prefetch=True)
+    streamer.warm = warm
+    streamer.budget, streamer.resident_bytes = budget, res_bytes  # what batches may use (data.distributed)
     if budget is not None:
         streamer.prefetch = check_budget(budget, resident=res_bytes, block=streamer.block_bytes)
         if not streamer.prefetch and streamer._pool is not None:

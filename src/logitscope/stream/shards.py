@@ -111,6 +111,23 @@ class Shards:
         """Bytes on disk of the named tensors."""
         return sum(self.entries[n].nbytes for n in names)
 
+    def advise(self, names) -> None:
+        """Ask the kernel to read the named tensors into the page cache, in the background
+        (``POSIX_FADV_WILLNEED``): a later :meth:`view` finds its pages there, and until then they
+        count in no process's memory."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        by_file: dict[str, list[Entry]] = {}
+        for n in names:
+            by_file.setdefault(self.entries[n].path, []).append(self.entries[n])
+        for path, entries in by_file.items():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for e in entries:
+                    os.posix_fadvise(fd, e.begin, e.nbytes, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
     def view(self, name: str, *, willneed: bool = False) -> torch.Tensor:
         """The tensor ``name`` backed by the file's pages (no copy); copied only if misaligned.
 

@@ -9,13 +9,15 @@ blocks are materialised at a time (one when ``prefetch=False``). With the comput
 stored one, "materialised" is a zero-copy map whose pages the worker reads in (the compute never
 waits on a page fault), and only the pages of the blocks in flight count in the process's memory.
 The first time a block loads, that read is its NaN/inf scan (:attr:`BlockStreamer.nonfinite`):
-the scan costs no pass over the disk of its own. When the last block starts, the worker reads the
-head's pages (the first pass) and then block 0 again, for the next forward (a corpus ``eval``
-runs one forward per batch), so the disk stays busy while the lens statistics compute.
+the scan costs no pass over the disk of its own. When the last block starts, the worker has the
+kernel read the head (first pass) and block 0 (for the next forward: a corpus ``eval`` runs one
+per batch) into the page cache, so the disk stays busy while the lens statistics compute, and
+those pages count in the process's memory only once used.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -49,9 +51,14 @@ class BlockStreamer:
     Attributes:
         nonfinite: checkpoint names of streamed tensors found holding NaN/inf so far.
         loads: blocks materialised so far (a full pass over the model adds ``len(blocks)``).
-        warm: mapped resident tensors (the head) whose pages the worker reads during the first
-            pass, when the last block starts.
-        cyclic: when the last block starts, prefetch block 0 for the next forward.
+        wait_s: seconds the forwards spent waiting for a block's weights (the disk, when it is
+            slower than the compute).
+        warm: checkpoint names of mapped resident tensors (the head) read into the page cache
+            when the last block of the first pass starts.
+        cyclic: when the last block starts, read block 0 into the page cache for the next forward.
+        budget, resident_bytes: ``max_memory`` in bytes (``None``: not given) and the bytes of the
+            parts kept in memory, set by :func:`~logitscope.stream.build.load_streamed`; they size
+            the batches of corpus ``eval`` and lens training.
     """
 
     def __init__(
@@ -68,7 +75,10 @@ class BlockStreamer:
         self.dtype, self.device, self.prefetch = dtype, torch.device(device), prefetch
         self.nonfinite: set[str] = set()
         self.loads = 0
-        self.warm: list[torch.Tensor] = []
+        self.wait_s = 0.0
+        self.warm: list[str] = []
+        self.budget: int | None = None
+        self.resident_bytes = 0
         self.cyclic = True
         self._meta = [{p: _get_param(b, p) for p in k} for b, k in zip(blocks, keys)]
         self._installed: set[int] = set()
@@ -119,11 +129,9 @@ class BlockStreamer:
         self._scanned.add(i)
         return out
 
-    def _warm(self) -> None:
-        """Read the pages of the resident mapped tensors (the head, once), in the worker."""
-        for t in self.warm:
-            touch(t)
-        self.warm = []
+    def _ahead(self, keys) -> None:
+        """Have the kernel read ``keys`` into the page cache (not into this process), in the worker."""
+        self._pool.submit(self.shards.advise, list(keys))
 
     def _fetch(self, i: int) -> Future:
         if i not in self._pending:
@@ -143,7 +151,9 @@ class BlockStreamer:
             if j not in (i, i + 1):
                 self._pending.pop(j).result()
         if i not in self._installed:
+            t0 = time.perf_counter()
             tensors = self._fetch(i).result()
+            self.wait_s += time.perf_counter() - t0
             for path, t in tensors.items():
                 _set_param(self.blocks[i], path, nn.Parameter(t, requires_grad=False))
             self._installed.add(i)
@@ -153,9 +163,10 @@ class BlockStreamer:
             self._fetch(i + 1)
         elif self.prefetch and self._pool is not None:  # the last block: the head, then the next pass
             if self.warm:
-                self._pool.submit(self._warm)
+                self._ahead(self.warm)
+                self.warm = []
             if self.cyclic and i:
-                self._fetch(0)
+                self._ahead(self.keys[0].values())
 
     def _exit(self, i: int) -> None:
         if i in self._installed:

@@ -4,7 +4,8 @@
 tensor outside the blocks from the checkpoint's shards (embeddings, final norm, head; zero-copy
 when the dtype matches, so of a large embedding table only the rows used are ever read) and hands
 the blocks to a :class:`~logitscope.stream.streamer.BlockStreamer`. Nothing is read from disk
-beyond the safetensors headers and the resident parts.
+beyond the safetensors headers and the resident parts, except that the kernel is asked to read
+block 0 into the page cache in the background, for the first forward.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def load_streamed(
         if not streamer.prefetch and streamer._pool is not None:
             streamer._pool.shutdown()
             streamer._pool = None
+    if streamer.prefetch and streamer._pool is not None:  # block 0 into the page cache, for the first forward
+        streamer._ahead(streamer.keys[0].values())
     leftover = [n for n, p in model.named_parameters() if p.is_meta and id(p) not in block_index]
     if leftover:
         raise InputError(f"could not place {leftover[:3]} for streaming")

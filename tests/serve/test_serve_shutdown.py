@@ -44,7 +44,12 @@ def test_ctrl_c_under_load_answers_503_and_exits_fast():
     clients = [threading.Thread(target=ask) for _ in range(6)]
     for t in clients:
         t.start()
-    time.sleep(1.5)  # the requests are in: one computing, five queued
+    # Ctrl-C as soon as the first answer is back: the other five are then queued behind one lock
+    # (a fixed sleep raced on a fast machine, where all six finished before the signal).
+    deadline = time.monotonic() + 60
+    while not answers and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert answers, "no answer within 60 s"
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=30)

@@ -203,6 +203,36 @@ def _ids(T: int):
     return torch.randint(0, SHAPE["vocab_size"], (T,), generator=g).tolist()
 
 
+def timeline_phases(events: list, t0: float, t1: float) -> dict:
+    """Where one streamed lens spent its time, from the streamer's timeline (seconds).
+
+    before: lens start to the first block; blocks: first block enter to last block exit, of which
+    wait (compute waiting for the worker's read) and compute (block forwards); after: last block
+    exit to the lens's end (the head statistics); worker: the worker's reading and scanning.
+    """
+    enter = [t for e, _, t in events if e == "enter"]
+    exits = [t for e, _, t in events if e == "exit"]
+    if not enter or not exits:
+        return {}
+    ready = {i: t for e, i, t in events if e == "ready"}
+    start = {i: t for e, i, t in events if e == "enter"}
+    wait = sum(ready[i] - start[i] for i in ready if i in start)
+    loads = {}
+    for e, i, t in events:
+        if e in ("load0", "load1"):
+            loads.setdefault(i, {})[e] = t
+    worker = sum(v["load1"] - v["load0"] for v in loads.values() if len(v) == 2)
+    first, last = min(enter), max(exits)
+    return dict(
+        before=round(first - t0, 2),
+        blocks=round(last - first, 2),
+        wait=round(wait, 2),
+        compute=round(last - first - wait, 2),
+        after=round(t1 - last, 2),
+        worker=round(worker, 2),
+    )
+
+
 def job_stream(folder: str, T: int, repeat: int) -> dict:
     import torch
 
@@ -212,18 +242,22 @@ def job_stream(folder: str, T: int, repeat: int) -> dict:
     t0 = time.perf_counter()
     scope = logitscope.load(folder, device_map="stream", device="cpu")
     load_s = time.perf_counter() - t0
-    times = []
+    times, phases = [], []
+    streamer = scope.model._logitscope_streamer
     for _ in range(repeat):
+        streamer.timeline.clear()
         t0 = time.perf_counter()
         res = scope.lens(_ids(T))
-        times.append(time.perf_counter() - t0)
-    streamer = scope.model._logitscope_streamer
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        phases.append(timeline_phases(list(streamer.timeline), t0, t1))
     return dict(
         load_s=round(load_s, 2),
         lens_s=[round(t, 2) for t in times],
         checked=not scope._check_pending,
         block_loads=streamer.loads,
         wait_s=round(streamer.wait_s, 1),
+        phases=phases,
         top1_last=int(res.top_ids[-1, -1, 0]),
         entropy_last_mean=float(res.entropy[-1].mean()),
     )

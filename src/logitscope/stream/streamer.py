@@ -18,6 +18,7 @@ those pages count in the process's memory only once used.
 from __future__ import annotations
 
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -53,6 +54,9 @@ class BlockStreamer:
         loads: blocks materialised so far (a full pass over the model adds ``len(blocks)``).
         wait_s: seconds the forwards spent waiting for a block's weights (the disk, when it is
             slower than the compute).
+        timeline: ``(event, block, perf_counter seconds)`` for ``"enter"``/``"ready"``/``"exit"`` of
+            each block forward and ``"load0"``/``"load1"`` (start/end of the worker's read of it):
+            where a streamed pass spends its time (``bench/bench_bigmodel.py`` summarises it).
         warm: checkpoint names of mapped resident tensors (the head) read into the page cache
             when the last block of the first pass starts.
         cyclic: when the last block starts, read block 0 into the page cache for the next forward.
@@ -76,6 +80,7 @@ class BlockStreamer:
         self.nonfinite: set[str] = set()
         self.loads = 0
         self.wait_s = 0.0
+        self.timeline: deque[tuple[str, int, float]] = deque(maxlen=8192)  # the latest events
         self.warm: list[str] = []
         self.budget: int | None = None
         self.resident_bytes = 0
@@ -113,6 +118,7 @@ class BlockStreamer:
         block loads (it reads each byte once) and by touching one byte a page after that.
         """
         out = {}
+        self.timeline.append(("load0", i, time.perf_counter()))
         scan = i not in self._scanned
         for path, key in self.keys[i].items():
             t = self.shards.view(key, willneed=True)  # zero-copy; the kernel reads ahead
@@ -127,6 +133,7 @@ class BlockStreamer:
                 touch(t)
             out[path] = t
         self._scanned.add(i)
+        self.timeline.append(("load1", i, time.perf_counter()))
         return out
 
     def _ahead(self, keys) -> None:
@@ -152,8 +159,11 @@ class BlockStreamer:
                 self._pending.pop(j).result()
         if i not in self._installed:
             t0 = time.perf_counter()
+            self.timeline.append(("enter", i, t0))
             tensors = self._fetch(i).result()
-            self.wait_s += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            self.timeline.append(("ready", i, t1))
+            self.wait_s += t1 - t0
             for path, t in tensors.items():
                 _set_param(self.blocks[i], path, nn.Parameter(t, requires_grad=False))
             self._installed.add(i)
@@ -170,6 +180,7 @@ class BlockStreamer:
 
     def _exit(self, i: int) -> None:
         if i in self._installed:
+            self.timeline.append(("exit", i, time.perf_counter()))
             for path, meta in self._meta[i].items():
                 _set_param(self.blocks[i], path, meta)
             self._installed.discard(i)

@@ -75,3 +75,27 @@ def test_budget_and_resident_bytes_size_the_batches(llama_dir):
     fixed += 9.3 * chunk * scope.parts.vocab_size
     expect = max(1, int((streamer.budget - fixed) // window_bytes(scope, T)))
     assert streamed_batch_size(scope, T, chunk) == min(expect, 4096)
+
+
+def test_blocks_larger_than_memory_leave_the_page_cache_after_use(llama_dir, monkeypatch):
+    import logitscope.stream.build as build
+
+    ref = logitscope.load(llama_dir, device="cpu")
+    assert not logitscope.load(llama_dir, device="cpu", device_map="stream").model._logitscope_streamer.forget
+    monkeypatch.setattr(build, "_available_memory", lambda: 1)  # a machine whose RAM the checkpoint exceeds
+    scope = logitscope.load(llama_dir, device="cpu", device_map="stream")
+    streamer = scope.model._logitscope_streamer
+    assert streamer.forget
+    dropped: list[str] = []
+    real = streamer.shards.forget
+    monkeypatch.setattr(streamer.shards, "forget", lambda names: (dropped.extend(names), real(names)))
+    a = scope.lens(IDS)
+    b = scope.lens(IDS)  # a second pass reads the dropped pages again
+    streamer.release()
+    every = [k for keys in streamer.keys for k in keys.values()]
+    assert sorted(dropped) == sorted(every * 2)  # each block's tensors, once per pass, after its forward
+    assert "lm_head.weight" not in dropped  # resident parts stay
+    want = ref.lens(IDS)
+    for got in (a, b):
+        for field in ("entropy", "kl_to_final", "top_ids", "top_probs", "target_logprob", "target_rank"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field), err_msg=field)

@@ -147,6 +147,8 @@ def load_streamed(
             _set(model, name, t, is_param)
     streamer = BlockStreamer(blocks, keys, shards, dtype=dtype, device=device, prefetch=True)
     streamer.warm = warm
+    on_disk = shards.nbytes([k for block_keys in keys for k in block_keys.values()])
+    streamer.forget = on_disk + res_bytes > _available_memory()  # the cache cannot keep the blocks between passes
     streamer.budget, streamer.resident_bytes = budget, res_bytes  # what batches may use (data.distributed)
     if budget is not None:
         streamer.prefetch = check_budget(budget, resident=res_bytes, block=streamer.block_bytes)
@@ -160,3 +162,10 @@ def load_streamed(
         raise InputError(f"could not place {leftover[:3]} for streaming")
     model._logitscope_streamer = streamer
     return model
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to this process now (RAM not used, including the page cache)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

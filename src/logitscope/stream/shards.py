@@ -115,8 +115,12 @@ class Shards:
         """Ask the kernel to read the named tensors into the page cache, in the background
         (``POSIX_FADV_WILLNEED``): a later :meth:`view` finds its pages there, and until then they
         count in no process's memory."""
+        self._fadvise(names, "POSIX_FADV_WILLNEED")
+
+    def _fadvise(self, names, advice: str) -> None:
         if not hasattr(os, "posix_fadvise"):
             return
+        flag = getattr(os, advice)
         by_file: dict[str, list[Entry]] = {}
         for n in names:
             by_file.setdefault(self.entries[n].path, []).append(self.entries[n])
@@ -124,9 +128,20 @@ class Shards:
             fd = os.open(path, os.O_RDONLY)
             try:
                 for e in entries:
-                    os.posix_fadvise(fd, e.begin, e.nbytes, os.POSIX_FADV_WILLNEED)
+                    os.posix_fadvise(fd, e.begin, e.nbytes, flag)
             finally:
                 os.close(fd)
+
+    def forget(self, names) -> None:
+        """Drop the named tensors' pages from the page cache (``POSIX_FADV_DONTNEED``).
+
+        For a checkpoint larger than the memory: a pass reads every block once, so a block's pages
+        would be evicted before the next pass anyway; dropping them as soon as the block is done
+        leaves free pages for the next block's read, instead of making the kernel reclaim the
+        oldest ones (on a small machine, CPU time the compute needs). Pages still mapped by a live
+        view are kept by the kernel.
+        """
+        self._fadvise(names, "POSIX_FADV_DONTNEED")
 
     def view(self, name: str, *, willneed: bool = False) -> torch.Tensor:
         """The tensor ``name`` backed by the file's pages (no copy); copied only if misaligned.

@@ -60,6 +60,9 @@ class BlockStreamer:
         warm: checkpoint names of mapped resident tensors (the head) read into the page cache
             when the last block of the first pass starts.
         cyclic: when the last block starts, read block 0 into the page cache for the next forward.
+        forget: after a block's forward, drop its pages from the page cache (set by
+            :func:`~logitscope.stream.build.load_streamed` when the checkpoint is larger than the
+            available memory, so the cache could not keep it between passes anyway).
         budget, resident_bytes: ``max_memory`` in bytes (``None``: not given) and the bytes of the
             parts kept in memory, set by :func:`~logitscope.stream.build.load_streamed`; they size
             the batches of corpus ``eval`` and lens training.
@@ -85,6 +88,7 @@ class BlockStreamer:
         self.budget: int | None = None
         self.resident_bytes = 0
         self.cyclic = True
+        self.forget = False
         self._meta = [{p: _get_param(b, p) for p in k} for b, k in zip(blocks, keys)]
         self._installed: set[int] = set()
         self._scanned: set[int] = set()
@@ -184,6 +188,12 @@ class BlockStreamer:
             for path, meta in self._meta[i].items():
                 _set_param(self.blocks[i], path, meta)
             self._installed.discard(i)
+            if self.forget:  # the views are gone with the parameters: their pages can go too
+                keys = list(self.keys[i].values())
+                if self._pool is not None:
+                    self._pool.submit(self.shards.forget, keys)
+                else:
+                    self.shards.forget(keys)
 
     def release(self) -> None:
         """Drop every materialised block (and wait for a prefetch in flight)."""

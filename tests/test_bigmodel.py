@@ -68,6 +68,19 @@ def test_self_check_rides_along_the_first_forward(llama_dir):
     assert streamer.loads == scope.n_layers  # the lens and its check: one pass
 
 
+def test_sublayer_lens_streamed_carries_the_check_and_equals_in_memory(llama_dir):
+    ref = logitscope.load(llama_dir, device="cpu")
+    scope = logitscope.load(llama_dir, device="cpu", device_map="stream")
+    streamer = scope.model._logitscope_streamer
+    assert scope._check_pending
+    got = scope.lens(IDS, sublayers=True)
+    assert not scope._check_pending
+    assert streamer.loads == scope.n_layers  # the sub-layer lens and its check: one pass
+    want = ref.lens(IDS, sublayers=True)
+    assert got.layer_names == want.layer_names and len(got.layer_names) == 2 * scope.n_layers + 1
+    _same(got, want)
+
+
 def test_ride_along_check_is_real(llama_dir):
     """A wrong tail (here a stray rescale) is caught by the check that rides along."""
     scope = logitscope.load(llama_dir, device="cpu", device_map="stream")

@@ -58,7 +58,8 @@ def capture(scope, batch: Sequence[Encoded], rows: Sequence[Row], *, tap=None) -
             return capture_checked(scope, rows, **kwargs)
         from .sublayers import run_captured_rows
 
-        return run_captured_rows(scope.model, parts.blocks, tap, rows, **kwargs)
+        ride = lambda ints, **kw: capture_checked(scope, ints, **kw)  # noqa: E731 - the check rides along
+        return run_captured_rows(scope.model, parts.blocks, tap, rows, capture=ride, **kwargs)
 
 
 def real_rows(captured: dict[Row, torch.Tensor], rows: Sequence[Row], lengths: Sequence[int], device) -> torch.Tensor:

@@ -104,12 +104,22 @@ def capture_mids(blocks: nn.ModuleList, tap: SublayerTap, wanted: Sequence[int])
             h.remove()
 
 
-def run_captured_rows(model: nn.Module, blocks: nn.ModuleList, tap: SublayerTap, rows: Sequence[Row], **inputs):
-    """One forward that returns ``{row: (batch, seq, d_model)}`` for stream rows and sub-layer rows."""
+def run_captured_rows(
+    model: nn.Module, blocks: nn.ModuleList, tap: SublayerTap, rows: Sequence[Row], *, capture=None, **inputs
+):
+    """One forward that returns ``{row: (batch, seq, d_model)}`` for stream rows and sub-layer rows.
+
+    ``capture(stream_rows, **inputs)`` runs that forward for the stream rows (default:
+    :func:`~logitscope.engine.capture.run_captured`; the engine passes the one that carries a
+    pending self-check, so a streamed model's check costs no pass of its own here either).
+    """
     mids = [block_of(r) for r in rows if isinstance(r, str)]
     ints = sorted({r for r in rows if not isinstance(r, str)} | set(mids))
     with capture_mids(blocks, tap, mids) as captured_mid:
-        streams = run_captured(model, blocks, ints, **inputs)
+        if capture is None:
+            streams = run_captured(model, blocks, ints, **inputs)
+        else:
+            streams = capture(ints, **inputs)
     out: dict[Row, torch.Tensor] = {}
     for r in rows:
         if isinstance(r, str):

@@ -81,6 +81,18 @@ def test_sublayer_lens_streamed_carries_the_check_and_equals_in_memory(llama_dir
     _same(got, want)
 
 
+def test_checkpoint_transformers_converts_is_refused_by_streaming_and_offloads(tmp_path):
+    """Mixtral's checkpoint keeps one tensor per expert, which transformers fuses at load: streaming
+    (one checkpoint tensor per parameter) says so and names the way that works; that way is exact."""
+    _save(tmp_path, "mixtral", tie=False)
+    with pytest.raises(UnsupportedModelError, match="converts this checkpoint's tensors.*offload_folder"):
+        logitscope.load(tmp_path, device="cpu", device_map="stream")
+    ref = logitscope.load(tmp_path, device="cpu")
+    off = logitscope.load(tmp_path, device="cpu", max_memory={"cpu": "60KB"}, offload_folder=tmp_path / "off")
+    assert any(getattr(m, "_hf_hook", None) is not None for m in off.model.modules())  # really offloaded
+    _same(off.lens(IDS), ref.lens(IDS))
+
+
 def test_ride_along_check_is_real(llama_dir):
     """A wrong tail (here a stray rescale) is caught by the check that rides along."""
     scope = logitscope.load(llama_dir, device="cpu", device_map="stream")

@@ -119,6 +119,13 @@ def load_streamed(
             keys[i][all_names[0].removeprefix(f"{blocks_path}.{i}.")] = key
         elif tid not in in_block or not is_param:
             resident.append((all_names, key, is_param))
+    if missing and _converts_at_load(model):
+        raise UnsupportedModelError(
+            f"{path!r}: transformers converts this checkpoint's tensors at load ({type(model).__name__}: "
+            f"renamed or fused, e.g. into {missing[0]!r}), and streaming maps the checkpoint's own tensors to "
+            "parameters one to one; load it with offload_folder=DIR (accelerate's offload, which converts), "
+            "or whole"
+        )
     if missing:
         raise CorruptWeightsError(
             f"the checkpoint in {path!r} lacks {len(missing)} weights the model needs, e.g. {missing[:3]} "
@@ -169,3 +176,14 @@ def _available_memory() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
+
+
+def _converts_at_load(model) -> bool:
+    """Whether transformers renames or fuses this model's checkpoint tensors when it loads them
+    (its conversion mapping: e.g. Mixtral's per-expert ``w1/w2/w3`` into ``experts.gate_up_proj``)."""
+    try:
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    except ImportError:  # pragma: no cover - a transformers release without conversions
+        return False
+    names = (type(model).__name__, getattr(model.config, "model_type", None))
+    return any(n and get_checkpoint_conversion_mapping(n) for n in names)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .common import check_out_file, clean_errors, fail, status
+from .common import DEVICE_MAP, MAX_MEMORY, OFFLOAD_FOLDER, check_out_file, clean_errors, fail, memory, status
 
 
 def register(app: typer.Typer) -> None:
@@ -49,18 +49,26 @@ def fit_jlens_command(
     text_field: str = typer.Option("text", "--text-field", help="Key (JSON) or column (Parquet, CSV, datasets) of the document text."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps ... (torchrun: cuda:LOCAL_RANK)."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, float32, bfloat16, float16."),
+    device_map: str | None = DEVICE_MAP,
+    max_memory: str | None = MAX_MEMORY,
+    offload_folder: str | None = OFFLOAD_FOLDER,
     backend: str | None = typer.Option(None, "--backend", help="torch.distributed backend under torchrun: nccl or gloo."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run the model's own code (only if you trust it)."),
 ) -> None:  # fmt: skip
     """Fit a Jacobian lens for MODEL: one forward and ceil(d/dim-batch) backward passes per prompt."""
+    from ..loading import check_device_map
+
     extra = list(ctx.args)
+    check_device_map(device_map)
+    mem = memory(device_map, max_memory, offload_folder)
     if extra and not merge:
         fail(f"unexpected argument {extra[0]!r}")
     check_out_file(out, "--out")
     if merge:
         if data is not None or resume:
             fail("--merge combines finished lens files; do not combine it with --data or --resume")
-        return _merge(model, [*merge, *map(Path, extra)], out, device=device, dtype=dtype, trust=trust_remote_code)
+        files = [*merge, *map(Path, extra)]
+        return _merge(model, files, out, device=device, dtype=dtype, trust=trust_remote_code, mem=mem)
     if data is None:
         fail("give --data PATH (the prompts to fit on), or --merge A.pt B.pt ...")
     if backend not in (None, "nccl", "gloo"):
@@ -77,10 +85,13 @@ def fit_jlens_command(
     layers = parse_ints(source_layers, "--source-layers")
     dist = init_from_env(backend)
     try:
+        if dist.enabled and device_map is not None:
+            fail("--device-map spreads one model copy over this node's devices; do not combine it with torchrun")
         from ..loading import load
 
         with status(f"loading {model}") if dist.is_main else nullcontext():
-            scope = load(model, device=model_device(dist, device), dtype=dtype, trust_remote_code=trust_remote_code)
+            device = model_device(dist, device)
+            scope = load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, **mem)
         with FitProgress(enabled=dist.is_main) as progress:
             lens = scope.fit_jacobian_lens(
                 corpus, skip_first=skip_first, max_seq_len=max_seq_len, dim_batch=dim_batch,
@@ -94,13 +105,13 @@ def fit_jlens_command(
         shutdown(dist)
 
 
-def _merge(model: str, files: list[Path], out: Path, *, device: str, dtype: str, trust: bool) -> None:
+def _merge(model: str, files: list[Path], out: Path, *, device: str, dtype: str, trust: bool, mem: dict) -> None:
     from ..jacobian import JacobianLens
     from ..loading import load
 
     lenses = [JacobianLens.load(f) for f in files]  # every shard read and checked before the model loads
     with status(f"loading {model}"):
-        scope = load(model, device=device, dtype=dtype, trust_remote_code=trust)
+        scope = load(model, device=device, dtype=dtype, trust_remote_code=trust, **mem)
     merged = JacobianLens.merge(lenses)
     merged.check(scope)
     merged.source = str(out)

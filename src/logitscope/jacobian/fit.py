@@ -28,6 +28,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .estimator import prompt_jacobians
 from .format import JacobianLens
 from .prompts import is_corpus, iter_prompts
+from .streamed import streamed_prompt_jacobians
 
 REFUSED = {
     "seq2seq": "an encoder-decoder model: its decoder stream also depends on the encoder's, so the "
@@ -101,7 +102,8 @@ def fit_jacobian_lens(
 
     ``h_l`` is the output of block ``l``, ``h_t`` that of the target block (the last, before the
     final norm), ``V = [skip_first, T-1)``. Per prompt: one forward of the prompt replicated
-    ``dim_batch`` times and ``ceil(d / dim_batch)`` VJPs (:mod:`.estimator`).
+    ``dim_batch`` times and ``ceil(d / dim_batch)`` VJPs (:mod:`.estimator`); on a streamed model
+    the same VJPs block by block, one block's weights in memory at a time (:mod:`.streamed`).
 
     Args:
         scope: a :class:`~logitscope.Scope` of a causal LM.
@@ -118,7 +120,8 @@ def fit_jacobian_lens(
         checkpoint: a file for the running state, written atomically every ``save_every``
             prompts; ``resume=True`` continues from it, bit-identically.
         dist: a :class:`~logitscope.data.distributed.DistContext` (torchrun) splitting the prompts.
-        progress: ``callback(record)`` after each prompt (``done``, ``total``, ``elapsed_s``...).
+        progress: ``callback(record)`` after each prompt (``done``, ``total``, ``elapsed_s``...;
+            on a streamed model ``reverse_passes``: the last prompt's passes over the blocks after its forward).
         metadata: extra plain values for the lens's ``metadata``.
 
     Raises:
@@ -179,6 +182,9 @@ def fit_jacobian_lens(
             )
         dist.barrier()
 
+    streamed = getattr(scope.model, "_logitscope_streamer", None) is not None
+    estimator = streamed_prompt_jacobians if streamed else prompt_jacobians
+    passes: dict = {}
     t0 = time.perf_counter()
     with frozen(scope.model):
         for idx, ids in enumerate(iter_prompts(prompts, scope, max_seq_len)):
@@ -191,14 +197,18 @@ def fit_jacobian_lens(
                 skipped += 1
                 continue
             if dist.owns(n_done):
-                J = prompt_jacobians(scope, ids, sources, target, dim_batch=dim_batch, skip_first=skip_first)
+                kw = dict(stats=passes) if streamed else {}
+                J = estimator(scope, ids, sources, target, dim_batch=dim_batch, skip_first=skip_first, **kw)
                 for layer in sources:
                     sums[layer] += J[layer].to("cpu", torch.float64)
                 del J
             n_done += 1
             seconds_now = seconds + time.perf_counter() - t0
             if progress is not None and dist.is_main:
-                progress(dict(done=n_done, total=n_prompts, start=resumed_at, skipped=skipped, elapsed_s=seconds_now))
+                record = dict(done=n_done, total=n_prompts, start=resumed_at, skipped=skipped, elapsed_s=seconds_now)
+                if streamed:
+                    record["reverse_passes"] = passes.get("passes")
+                progress(record)
             if checkpoint is not None and save_every and n_done % save_every == 0:
                 seconds, t0 = seconds_now, time.perf_counter()
                 write_checkpoint()

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -93,6 +95,7 @@ class BlockStreamer:
         self._installed: set[int] = set()
         self._scanned: set[int] = set()
         self._pending: dict[int, Future] = {}
+        self._held = False  # a block is held for calls outside a model forward: the hooks stand aside
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logitscope-prefetch") if prefetch else None
         self._handles = []
         for i, block in enumerate(blocks):
@@ -154,12 +157,18 @@ class BlockStreamer:
                 self._pending[i] = f
         return self._pending[i]
 
-    def _enter(self, i: int) -> None:
+    @property
+    def in_memory(self) -> list[int]:
+        """Blocks whose weights this streamer holds now: installed, or read (or being read) ahead."""
+        return sorted(self._installed | set(self._pending))
+
+    def _install(self, i: int, keep: tuple[int | None, ...]) -> None:
+        """Install block ``i`` alone: other blocks put back, prefetches not in ``keep`` dropped."""
         for j in list(self._installed):  # after an aborted forward (the lens stops early)
             if j != i:
                 self._exit(j)
         for j in list(self._pending):  # a prefetch that the last forward never used
-            if j not in (i, i + 1):
+            if j != i and j not in keep:
                 self._pending.pop(j).result()
         if i not in self._installed:
             t0 = time.perf_counter()
@@ -173,6 +182,30 @@ class BlockStreamer:
             self._installed.add(i)
             self.loads += 1
             self._pending.pop(i, None)
+
+    @contextmanager
+    def hold(self, i: int, *, ahead: int | None = None) -> Iterator[nn.Module]:
+        """Block ``i`` materialised for calls outside the model's forward (a recompute), released after.
+
+        The same loading as a forward's (dtype, device, NaN/inf scan, ``loads``); ``ahead``: a
+        block the worker reads meanwhile (the next one a backward walk needs). While held, the
+        forward hooks stand aside, so calling the block neither releases it nor reads
+        block ``i + 1``. At most two blocks are in memory: ``i`` and ``ahead``.
+        """
+        self._install(i, (ahead,))
+        if ahead is not None and self.prefetch and ahead != i:
+            self._fetch(ahead)
+        self._held = True
+        try:
+            yield self.blocks[i]
+        finally:
+            self._held = False
+            self._exit(i)
+
+    def _enter(self, i: int) -> None:
+        if self._held:
+            return
+        self._install(i, (i + 1,))
         if self.prefetch and i + 1 < len(self.blocks):
             self._fetch(i + 1)
         elif self.prefetch and self._pool is not None:  # the last block: the head, then the next pass
@@ -183,7 +216,7 @@ class BlockStreamer:
                 self._ahead(self.keys[0].values())
 
     def _exit(self, i: int) -> None:
-        if i in self._installed:
+        if i in self._installed and not self._held:
             self.timeline.append(("exit", i, time.perf_counter()))
             for path, meta in self._meta[i].items():
                 _set_param(self.blocks[i], path, meta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .arch.parts import ModelParts, find_parts, module_device
+from .arch.registry import residual_width
 from .arch.weights import check_model
 from .engine.check import deferred, ensure_checked, schedule_check
 from .engine.inputs import padding_id
@@ -27,7 +28,8 @@ class Scope:
         self_check: verify at construction that the lens's last row reproduces the model's logits.
         chunk_size: rows (stream × position) projected at once; bounds extra memory to about
             9–13 bytes × ``chunk_size`` × vocab (see ``kernel.stream_stats``). Default: ~16M
-            logits per chunk.
+            logits per chunk, at least 256 rows for a model 2048 or more wide
+            (``kernel.default_chunk_rows``).
     """
 
     def __init__(
@@ -42,7 +44,7 @@ class Scope:
         self._no_head: NoLMHeadError | None
         self.parts, self._no_head = find_parts(model)  # no LM head: kept for lens/logits to raise
         vocab = self.parts.vocab_size if self.parts else model.config.vocab_size
-        self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab)
+        self.chunk_size = int(chunk_size) if chunk_size else default_chunk_rows(vocab, residual_width(model.config))
         # Now; or, with the weights on disk (streamed, offloaded), along the first lens/eval forward.
         schedule_check(self, self_check)
 

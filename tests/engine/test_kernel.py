@@ -154,3 +154,33 @@ def test_no_compiler_falls_back(monkeypatch, tmp_path):
         logp = z.double().log_softmax(-1)
         torch.testing.assert_close(st.entropy.double(), -(logp.exp() * logp).sum(-1), atol=1e-5, rtol=0)
     assert not list(tmp_path.rglob("*.so"))
+
+
+def test_default_chunk_rows_widens_for_wide_heads():
+    from logitscope.engine.kernel import WIDE_HEAD_ROWS, default_chunk_rows
+
+    assert default_chunk_rows(50257, 768) == 2**24 // 50257  # GPT-2: ~16M logits a chunk
+    assert default_chunk_rows(128256) == default_chunk_rows(128256, 1024) == 2**24 // 128256
+    assert default_chunk_rows(128256, 4096) == WIDE_HEAD_ROWS > 2**24 // 128256  # Llama-3 8B
+    assert default_chunk_rows(32000, 4096) == 2**24 // 32000  # already wider than the minimum
+
+
+def test_scope_takes_the_wide_head_chunk_from_its_width(monkeypatch):
+    """The Scope's default chunk follows the model's width; a chunk wider than every row is exact."""
+    import tiny
+    import torch
+
+    import logitscope
+    import logitscope.engine.kernel as kernel
+
+    model = tiny.build("llama")
+    monkeypatch.setattr(kernel, "WIDE_HEAD_D", model.config.hidden_size)  # this model counts as wide
+    monkeypatch.setattr(kernel, "WIDE_HEAD_ROWS", 10**6)
+    scope = logitscope.Scope(model)
+    assert scope.chunk_size == 10**6
+    ids = list(range(3, 40))
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    res = scope.lens(ids)
+    assert torch.equal(torch.as_tensor(res.top_ids[-1, :, 0]), logp.argmax(-1))
+    torch.testing.assert_close(torch.as_tensor(res.entropy[-1]), -(logp.exp() * logp).sum(-1), rtol=0, atol=1e-5)

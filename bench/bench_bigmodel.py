@@ -7,7 +7,7 @@ model is never held in memory), then, each in a fresh subprocess so peak RSS is 
   self-check rides along that forward); time and peak RSS;
 * ``read``: the time to read every weight byte from disk (page cache dropped first), before and
   again after the streamed lens (a virtual disk may cache on its host: both are reported);
-* ``compute``: the same lens with the weights already in memory, measured on 2- and 6-block
+* ``compute``: the same lens with the weights already in memory, measured on 4- and 12-block
   cuts of the same shards (the second of two lenses, page cache warm) and extrapolated
   linearly to 32 blocks (each block adds one block's forward and one stream row's statistics);
 * ``hf``: the same job through plain transformers + accelerate's auto offload
@@ -346,7 +346,7 @@ def guard(case: dict, folder: Path) -> str | None:
 
 
 STEPS = ("read", "stream", "compute")
-CUTS = (2, 6)  # block counts of the warm cuts the compute is extrapolated from
+CUTS = (4, 12)  # block counts of the warm cuts the compute is extrapolated from
 
 
 def run_case(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -237,30 +236,13 @@ def test_nan_in_a_streamed_block_is_named(tmp_path):
 
 def test_streamed_peak_memory_is_bounded_by_the_block_size(tmp_path):
     """8 blocks of ~25 MB: a streamed lens grows the process by about two blocks, not eight."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from peak_rss import BLOCK_BYTES as block
+    from peak_rss import LAYERS, save_blocky_llama, streamed_growth
 
-    cfg = LlamaConfig(
-        hidden_size=512, intermediate_size=3072, num_hidden_layers=8, num_attention_heads=8, vocab_size=512
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(tmp_path, max_shard_size="60MB")
-    block = 4 * (4 * 512 * 512 + 3 * 512 * 3072)  # float32 bytes of one block
-    code = textwrap.dedent(f"""
-        import json, logitscope
-        def status(key):
-            return next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith(key))
-        scope = logitscope.load({str(tmp_path)!r}, device="cpu", device_map="stream")
-        scope.lens([1, 2, 3])  # warm-up: imports, first allocations, the self-check
-        open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
-        base = status("VmRSS:")
-        scope.lens(list(range(64)))
-        print(json.dumps(dict(base=base, peak=status("VmHWM:"))))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    m = json.loads(out.stdout.strip().splitlines()[-1])
-    grown = m["peak"] - m["base"]
+    save_blocky_llama(tmp_path)
+    grown = streamed_growth(tmp_path, "scope.lens(list(range(64)))")["grown"]
     assert grown <= 3 * block + 32 * 2**20, (grown / 2**20, block / 2**20)
-    assert 8 * block > 3 * block + 32 * 2**20  # the bound is below what the whole model takes
+    assert LAYERS * block > 3 * block + 32 * 2**20  # the bound is below what the whole model takes
 
 
 def test_cli_lens_streams(tiny_lm_dir):

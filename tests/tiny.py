@@ -156,9 +156,12 @@ def config_for(name: str):
     return cfg
 
 
-def build(name: str, seed: int = 0, noise: float = 0.05):
-    """A tiny model of architecture ``name`` (a key of CONFIGS), in eval mode, float32."""
+def build(name: str, seed: int = 0, noise: float = 0.05, **overrides):
+    """A tiny model of architecture ``name`` (a key of CONFIGS), in eval mode, float32; ``overrides``
+    set config attributes first (``num_hidden_layers=6``, ``sliding_window=4``)."""
     cfg = config_for(name)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     torch.manual_seed(seed)
     if name in SEQ2SEQ:
         model = AutoModelForSeq2SeqLM.from_config(cfg)

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tiny
 import torch
-from transformers import AutoModelForCausalLM
 
 import logitscope
 from logitscope.errors import NonFiniteError
@@ -27,13 +26,8 @@ FIELDS = ("entropy", "kl_to_final", "top_probs", "target_logprob", "tracked_prob
 
 def windowed(name: str, window: int = 4, qk_scale: float = 1.0, dtype=torch.float32):
     """A tiny causal LM of ``name`` whose sliding window (test-side config key) is ``window`` tokens."""
-    cfg = tiny.config_for(name)
-    cfg.sliding_window = window
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg).eval()
+    model = tiny.build(name, sliding_window=window)
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
         for layer in model.model.layers:  # large attention scores: masked ones overflow in float16
             layer.self_attn.q_proj.weight.mul_(qk_scale)
             layer.self_attn.k_proj.weight.mul_(qk_scale)

@@ -8,17 +8,12 @@ for bit (``torch.equal``), not merely close.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-import textwrap
 import weakref
 
 import pytest
 import tiny
 import torch
-from transformers import AutoModelForCausalLM
 
 import logitscope
 from logitscope.arch.weights import frozen
@@ -33,16 +28,7 @@ def _prompts(n: int, lengths=(20, 23, 26, 21, 30, 19), seed: int = 0) -> list[li
 
 
 def _save(path, name: str = "llama", n_layers: int | None = None):
-    if n_layers is None:
-        model = tiny.build(name)
-    else:
-        cfg = tiny.config_for(name)
-        cfg.num_hidden_layers = n_layers
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(cfg).eval()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.05)
+    model = tiny.build(name, **({} if n_layers is None else {"num_hidden_layers": n_layers}))
     model.config.bos_token_id = 0
     model.save_pretrained(path, max_shard_size="20KB")  # several shards and an index
 
@@ -165,31 +151,19 @@ def test_streamed_fit_peak_memory_is_bounded_by_the_block_size(tmp_path):
     """8 blocks of ~25 MB, every block below the last a source: the fit grows the process by about
     two blocks plus the cotangents (d × T × d floats), not by the model (the graph estimator on the
     same streamed model: ~220 MB, measured)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from peak_rss import BLOCK_BYTES as block
+    from peak_rss import WIDTH, save_blocky_llama, streamed_growth
 
-    cfg = LlamaConfig(
-        hidden_size=512, intermediate_size=3072, num_hidden_layers=8, num_attention_heads=8, vocab_size=512
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(tmp_path, max_shard_size="60MB")
-    block = 4 * (4 * 512 * 512 + 3 * 512 * 3072)  # float32 bytes of one block
+    save_blocky_llama(tmp_path)
     T = 20
-    cotangents = 4 * 512 * T * 512  # every group carried in one pass (no budget: 40% of free RAM)
-    code = textwrap.dedent(f"""
-        import json, logitscope
-        def status(key):
-            return next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith(key))
-        scope = logitscope.load({str(tmp_path)!r}, device="cpu", device_map="stream")
-        scope.lens([1, 2, 3])  # warm-up: imports, first allocations, the self-check
-        open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
-        base = status("VmRSS:")
+    cotangents = 4 * WIDTH * T * WIDTH  # every group carried in one pass (no budget: 40% of free RAM)
+    job = f"""
         seen = []
         lens = scope.fit_jacobian_lens([list(range(1, {T}))], skip_first=4, dim_batch=4, progress=seen.append)
-        print(json.dumps(dict(base=base, peak=status("VmHWM:"), passes=seen[-1]["reverse_passes"])))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    m = json.loads(out.stdout.strip().splitlines()[-1])
-    grown = m["peak"] - m["base"]
+        result = dict(passes=seen[-1]["reverse_passes"])
+    """
+    m = streamed_growth(tmp_path, job)
+    grown = m["grown"]
     assert m["passes"] == 1
     assert grown <= 3 * block + cotangents + 32 * 2**20, (grown / 2**20, block / 2**20)
     assert 8 * block > 3 * block + cotangents + 32 * 2**20  # the bound is below what the whole model takes

@@ -70,6 +70,11 @@ def prompt_jacobians(
         for layer, g in zip(sources, grads):  # g: (B, T, d)
             J[layer][start : start + n] = g[:n, pos.to(g.device)].float().mean(dim=1)
         del grads
+    return check_finite(J)
+
+
+def check_finite(J: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """``J`` itself, or one ``NonFiniteError`` naming the first block whose Jacobian holds NaN/inf."""
     for layer, m in J.items():
         if not bool(torch.isfinite(m).all()):
             raise NonFiniteError(f"the Jacobian of block {layer} is NaN or inf on this prompt (fp16 overflow?)")

@@ -37,8 +37,7 @@ from collections.abc import Sequence
 import torch
 
 from ..engine.capture import first_tensor
-from ..errors import NonFiniteError
-from .estimator import prompt_jacobians, valid_positions
+from .estimator import check_finite, prompt_jacobians, valid_positions
 
 SHARE = 0.4  # of the free memory, when the streamer has no budget
 
@@ -180,7 +179,4 @@ def streamed_prompt_jacobians(
         del cots
     if stats is not None:
         stats.update(passes=passes, per_pass=per_pass)
-    for layer, m in J.items():
-        if not bool(torch.isfinite(m).all()):
-            raise NonFiniteError(f"the Jacobian of block {layer} is NaN or inf on this prompt (fp16 overflow?)")
-    return J
+    return check_finite(J)

@@ -4,6 +4,8 @@ was loaded with sizes the batches. Results stay those of the in-memory model, bi
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import tiny
@@ -88,10 +90,16 @@ def test_blocks_larger_than_memory_leave_the_page_cache_after_use(llama_dir, mon
     assert streamer.forget
     dropped: list[str] = []
     real = streamer.shards.forget
-    monkeypatch.setattr(streamer.shards, "forget", lambda names: (dropped.extend(names), real(names)))
+
+    def slow_forget(names):  # a slow disk: the worker is still dropping pages when the lens returns
+        time.sleep(0.05)
+        dropped.extend(names)
+        real(names)
+
+    monkeypatch.setattr(streamer.shards, "forget", slow_forget)
     a = scope.lens(IDS)
     b = scope.lens(IDS)  # a second pass reads the dropped pages again
-    streamer.release()
+    streamer.release()  # waits for the worker's queued drops too
     every = [k for keys in streamer.keys for k in keys.values()]
     assert sorted(dropped) == sorted(every * 2)  # each block's tensors, once per pass, after its forward
     assert "lm_head.weight" not in dropped  # resident parts stay

@@ -229,11 +229,15 @@ class BlockStreamer:
                     self.shards.forget(keys)
 
     def release(self) -> None:
-        """Drop every materialised block (and wait for a prefetch in flight)."""
+        """Drop every materialised block and wait for the worker: a prefetch in flight and the
+        read-ahead and page-cache drops it has queued (one worker thread: a no-op submitted
+        last runs after all of them)."""
         for j in list(self._installed):
             self._exit(j)
         for j in list(self._pending):
             self._pending.pop(j).result()
+        if self._pool is not None:
+            self._pool.submit(lambda: None).result()
 
     def close(self) -> None:
         """Remove the hooks and stop the worker; the blocks stay on ``meta``."""

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..arch.weights import all_finite
+from .heap import trim_heap
 from .shards import Shards
 
 
@@ -221,6 +222,7 @@ class BlockStreamer:
             for path, meta in self._meta[i].items():
                 _set_param(self.blocks[i], path, meta)
             self._installed.discard(i)
+            trim_heap()  # the block's temporaries are freed: their pages go back, not into a growing heap
             if self.forget:  # the views are gone with the parameters: their pages can go too
                 keys = list(self.keys[i].values())
                 if self._pool is not None:

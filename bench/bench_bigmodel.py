@@ -133,6 +133,7 @@ def job_stats(folder: str, T: int, rows: list[int]) -> dict:
     out = {}
     for S in rows:
         h = torch.randn(T, S, SHAPE["hidden_size"], generator=g).transpose(0, 1)  # the lens's (S, P, d) layout
+        h = h.to(scope.model._logitscope_streamer.dtype)  # the streams come in the compute dtype
         times = []
         for _ in range(2):
             t0 = time.perf_counter()

@@ -156,8 +156,8 @@ def test_streamed_fit_peak_memory_is_bounded_by_the_block_size(tmp_path):
     floats: every group, no budget), the fit's float64 running sums and this prompt's float32
     Jacobians (n_sources × d × d each), the block inputs (B × T × d per block walked) and one
     block's recompute at batch B (graph + backward temporaries: ~2 × (10 d + 5 ffn) floats a
-    token). Measured: ~110 MB against this 131 MB bound; before the streamer trimmed the heap
-    between blocks the freed temporaries stayed in it and a full-suite run measured 124 MB."""
+    token). Measured: 108-110 MB against this 131 MB bound (a full-suite run before the streamer
+    trimmed the heap between blocks: 124 MB)."""
     from peak_rss import BLOCK_BYTES as block
     from peak_rss import FFN, LAYERS, WIDTH, save_blocky_llama, streamed_growth
 

@@ -14,7 +14,7 @@ model is never held in memory), then, each in a fresh subprocess so peak RSS is 
   head statistics of 33 rows less those of 13 (the kernel timed on the full model's head at both
   row counts, job ``stats``). Extrapolating the whole lens linearly from the two cuts, as an
   earlier version did, under-counted: the cuts' after-block phase carries a fixed part that
-  differs between them (measured 8.55 and 15.39 s against 5.4 and 14.1 s of statistics), so the
+  differs between them (in one run 8.55 and 15.39 s, the kernel alone 5.4 and 14.1 s), so the
   slope came out 0.86 s a row instead of the kernel's 1.09 s; that estimate stays in the
   output as ``compute_linear_s``;
 * ``hf``: the same job through plain transformers + accelerate's auto offload

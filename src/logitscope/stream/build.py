@@ -162,8 +162,8 @@ def load_streamed(
         if not streamer.prefetch and streamer._pool is not None:
             streamer._pool.shutdown()
             streamer._pool = None
-    if streamer.prefetch and streamer._pool is not None:  # block 0 into the page cache, for the first forward
-        streamer._ahead(streamer.keys[0].values())
+    if streamer.prefetch:  # block 0, for the first forward
+        streamer.read_ahead(0)
     leftover = [n for n, p in model.named_parameters() if p.is_meta and id(p) not in block_index]
     if leftover:
         raise InputError(f"could not place {leftover[:3]} for streaming")

@@ -10,6 +10,8 @@ cache when first touched; they leave the process's memory when the last view of 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import mmap
 import os
@@ -54,7 +56,9 @@ class Entry:
 
 def _read_header(path: Path) -> dict[str, Entry]:
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
+            if hasattr(os, "posix_fadvise"):  # the header's pages only: no read-ahead into the weights
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
             (n,) = struct.unpack("<Q", f.read(8))
             if n > 100_000_000:
                 raise ValueError(f"header length {n}")
@@ -62,6 +66,7 @@ def _read_header(path: Path) -> dict[str, Entry]:
     except (OSError, ValueError, struct.error) as err:
         raise CorruptWeightsError(f"cannot read the safetensors header of {str(path)!r}: {err}") from None
     base = 8 + n
+    size = os.path.getsize(path)
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -71,6 +76,10 @@ def _read_header(path: Path) -> dict[str, Entry]:
                 f"{name!r} in {path.name} has dtype {info['dtype']}, which streaming cannot map"
             )
         b, e = info["data_offsets"]
+        if base + e > size:
+            raise CorruptWeightsError(
+                f"{str(path)!r} is truncated: it ends at byte {size}, and its tensor {name!r} at {base + e}"
+            )
         out[name] = Entry(str(path), base + b, base + e, _DTYPES[info["dtype"]], tuple(info["shape"]))
     return out
 
@@ -132,6 +141,38 @@ class Shards:
             finally:
                 os.close(fd)
 
+    def resident(self, names) -> float:
+        """The fraction of the named tensors' pages that are in the page cache now (``mincore`` on a
+        map of them: nothing is read); 0.0 where ``mincore`` is not available."""
+        mincore = _mincore()
+        total = hit = 0
+        for n in names:
+            e = self.entries[n]
+            start = e.begin - e.begin % _PAGE
+            length = e.end - start
+            if length <= 0 or mincore is None:
+                continue
+            try:
+                with open(e.path, "rb") as f:
+                    mm = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_COPY, offset=start)
+            except (OSError, ValueError):  # gone or truncated since the load: the read will say so
+                total += 1
+                continue
+            try:
+                pages = -(-length // mmap.PAGESIZE)
+                vec = (ctypes.c_ubyte * pages)()
+                anchor = ctypes.c_char.from_buffer(mm)  # the map's address (exports the buffer until deleted)
+                try:
+                    if mincore(ctypes.addressof(anchor), ctypes.c_size_t(length), vec) != 0:
+                        return 0.0
+                finally:
+                    del anchor
+                hit += sum(b & 1 for b in bytes(vec))
+                total += pages
+            finally:
+                mm.close()
+        return hit / total if total else 0.0
+
     def forget(self, names) -> None:
         """Drop the named tensors' pages from the page cache (``POSIX_FADV_DONTNEED``).
 
@@ -158,6 +199,10 @@ class Shards:
         if e.nbytes == 0:
             return torch.empty(e.shape, dtype=e.dtype)
         with open(e.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < e.end:  # a map past the end would fault (SIGBUS) when read
+                raise CorruptWeightsError(
+                    f"{e.path!r} is truncated: it ends before its tensor {name!r} does (byte {e.end})"
+                )
             mm = mmap.mmap(f.fileno(), e.end - start, access=mmap.ACCESS_COPY, offset=start)
         offset = e.begin - start
         if willneed and hasattr(mm, "madvise"):
@@ -168,3 +213,14 @@ class Shards:
         if offset % t.element_size():  # an odd-aligned tensor: kernels want natural alignment
             t = t.clone()
         return t
+
+
+@functools.cache
+def _mincore():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).mincore
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    fn.restype = ctypes.c_int
+    return fn

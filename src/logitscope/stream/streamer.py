@@ -2,17 +2,18 @@
 
 The model's own forward drives the order (every architecture works as it does in memory, with the
 whole batch going through each block). A forward pre-hook on block ``i`` installs its weights
-(mapped from the safetensors shards, converted to the compute dtype and moved to the compute
-device) and hands block ``i + 1`` to a worker thread, which reads its pages from disk while block
-``i`` computes; a forward hook puts block ``i``'s ``meta`` parameters back, so at most two
-blocks are materialised at a time (one when ``prefetch=False``). With the compute dtype the
-stored one, "materialised" is a zero-copy map whose pages the worker reads in (the compute never
-waits on a page fault), and only the pages of the blocks in flight count in the process's memory.
-The first time a block loads, that read is its NaN/inf scan (:attr:`BlockStreamer.nonfinite`):
-the scan costs no pass over the disk of its own. When the last block starts, the worker has the
-kernel read the head (first pass) and block 0 (for the next forward: a corpus ``eval`` runs one
-per batch) into the page cache, so the disk stays busy while the lens statistics compute, and
-those pages count in the process's memory only once used.
+(converted to the compute dtype and moved to the compute device) and hands block ``i + 1`` to a
+worker thread, which reads it from disk while block ``i`` computes; a forward hook puts block
+``i``'s ``meta`` parameters back, so at most two blocks are materialised at a time (one when
+``prefetch=False``). The worker reads a block that is not in the page cache with ``O_DIRECT`` into
+a reused buffer (:mod:`.direct`: on a 2-core machine the page cache's copying costs the compute a
+core); a block whose pages are cached already (or a file system without direct reads) is mapped
+zero-copy from the shards and its pages read in by the worker, so the compute never waits on a
+page fault. The first time a block loads, that read is its NaN/inf scan
+(:attr:`BlockStreamer.nonfinite`): the scan costs no pass over the disk of its own. When the last
+block starts, the worker has the kernel read the head (first pass) and block 0 (for the next
+forward: a corpus ``eval`` runs one per batch) into the page cache, so the disk stays busy while
+the lens statistics compute, and those pages count in the process's memory only once used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from ..arch.weights import all_finite
+from .direct import DirectReader
 from .heap import trim_heap
 from .shards import Shards
 
@@ -51,6 +53,8 @@ class BlockStreamer:
         dtype: compute dtype (floating tensors are converted per block).
         device: compute device.
         prefetch: read block ``i + 1`` in a thread while block ``i`` computes.
+        direct: read blocks not in the page cache with ``O_DIRECT`` (:mod:`.direct`), where the
+            platform has it.
 
     Attributes:
         nonfinite: checkpoint names of streamed tensors found holding NaN/inf so far.
@@ -80,6 +84,7 @@ class BlockStreamer:
         dtype: torch.dtype,
         device: torch.device,
         prefetch: bool = True,
+        direct: bool = True,
     ) -> None:
         self.blocks, self.keys, self.shards = blocks, keys, shards
         self.dtype, self.device, self.prefetch = dtype, torch.device(device), prefetch
@@ -93,6 +98,8 @@ class BlockStreamer:
         self.cyclic = True
         self.forget = False
         self._meta = [{p: _get_param(b, p) for p in k} for b, k in zip(blocks, keys)]
+        self.direct = DirectReader() if direct and DirectReader.available() else None
+        self._mapped: set[int] = set()  # blocks last loaded as maps of the shards (their pages are cached)
         self._installed: set[int] = set()
         self._scanned: set[int] = set()
         self._pending: dict[int, Future] = {}
@@ -120,16 +127,20 @@ class BlockStreamer:
     def _load(self, i: int) -> dict[str, torch.Tensor]:
         """Block ``i``'s tensors, ready to compute with, their pages read (runs in the worker thread).
 
-        The worker, not the compute, takes the page faults: a zero-copy view is only a promise of
-        pages, and a matmul that faults them in one 4 KiB page at a time waits on the disk with
-        both cores idle. So every tensor is read here, by the NaN/inf scan the first time the
-        block loads (it reads each byte once) and by touching one byte a page after that.
+        The worker, not the compute, reads the bytes. A block whose pages are not in the page cache
+        is read with ``O_DIRECT`` into a reused buffer (:mod:`.direct`: the disk's DMA instead of
+        the page cache's CPU time). Otherwise, or where the file system refuses direct reads, the
+        block is mapped zero-copy, and a map is only a promise of pages: a matmul that faults them
+        in one 4 KiB page at a time waits on the disk with both cores idle, so every tensor is
+        read here, by the NaN/inf scan the first time the block loads (it reads each byte once)
+        and by touching one byte a page after that.
         """
         out = {}
         self.timeline.append(("load0", i, time.perf_counter()))
         scan = i not in self._scanned
+        read = self._read_direct(i)
         for path, key in self.keys[i].items():
-            t = self.shards.view(key, willneed=True)  # zero-copy; the kernel reads ahead
+            t = read[key] if read is not None else self.shards.view(key, willneed=True)
             if t.is_floating_point() and t.dtype != self.dtype:
                 t = t.to(self.dtype)  # reads the pages and writes a converted copy
             if t.device != self.device:
@@ -137,12 +148,38 @@ class BlockStreamer:
             if scan and t.is_floating_point():
                 if not all_finite(t):
                     self.nonfinite.add(key)
-            else:
+            elif read is None:
                 touch(t)
             out[path] = t
         self._scanned.add(i)
+        if read is None:
+            self._mapped.add(i)
+        else:
+            self._mapped.discard(i)
         self.timeline.append(("load1", i, time.perf_counter()))
         return out
+
+    def _read_direct(self, i: int) -> dict[str, torch.Tensor] | None:
+        """Block ``i`` read with ``O_DIRECT`` (by checkpoint name), or ``None``: its pages are in the
+        page cache already (mostly), direct reads are off, or its files refuse them."""
+        if self.direct is None:
+            return None
+        keys = list(self.keys[i].values())
+        if self.shards.resident(keys) >= 0.5:
+            return None
+        return self.direct.read({k: self.shards.entries[k] for k in keys})
+
+    def read_ahead(self, i: int) -> None:
+        """Start reading block ``i`` for the next forward (block 0 at load): into a buffer where the
+        block is read directly (it then holds one block's memory until used), else into the page
+        cache only."""
+        if self._pool is None:
+            return
+        keys = list(self.keys[i].values())
+        if self.direct is not None and not self.direct.refused and self.shards.resident(keys) < 0.5:
+            self._fetch(i)
+        else:
+            self._ahead(keys)
 
     def _ahead(self, keys) -> None:
         """Have the kernel read ``keys`` into the page cache (not into this process), in the worker."""
@@ -213,7 +250,7 @@ class BlockStreamer:
             if self.warm:
                 self._ahead(self.warm)
                 self.warm = []
-            if self.cyclic and i:
+            if self.cyclic and i:  # into the page cache only: the statistics' memory stays one block lower
                 self._ahead(self.keys[0].values())
 
     def _exit(self, i: int) -> None:
@@ -223,7 +260,9 @@ class BlockStreamer:
                 _set_param(self.blocks[i], path, meta)
             self._installed.discard(i)
             trim_heap()  # the block's temporaries are freed: their pages go back, not into a growing heap
-            if self.forget:  # the views are gone with the parameters: their pages can go too
+            if self.direct is not None and i == len(self.blocks) - 1:
+                self.direct.shrink(0)  # the pass is over: unmap the free buffers (the head's statistics follow)
+            if self.forget and i in self._mapped:  # the views are gone with the parameters: their pages can go too
                 keys = list(self.keys[i].values())
                 if self._pool is not None:
                     self._pool.submit(self.shards.forget, keys)
@@ -240,6 +279,8 @@ class BlockStreamer:
             self._pending.pop(j).result()
         if self._pool is not None:
             self._pool.submit(lambda: None).result()
+        if self.direct is not None:
+            self.direct.shrink(0)
 
     def close(self) -> None:
         """Remove the hooks and stop the worker; the blocks stay on ``meta``."""
@@ -248,6 +289,8 @@ class BlockStreamer:
             h.remove()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self.direct is not None:
+            self.direct.close()
 
 
 def _owner(block: nn.Module, path: str) -> tuple[nn.Module, str]:

@@ -74,6 +74,17 @@ def _stream(folder, **kw):
     return scope, scope.model._logitscope_streamer
 
 
+def _stored(folder) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, copied (no map of the shards stays alive)."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for p in Path(folder).glob("*.safetensors"):
+        out.update({k: v.clone() for k, v in load_file(p).items()})
+    gc.collect()
+    return out
+
+
 def _same(a, b):
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
@@ -103,8 +114,12 @@ def test_uncached_blocks_are_read_directly_and_exact(llama_dir, monkeypatch):
         pytest.skip("no O_DIRECT here")
     held = _buffers_held(monkeypatch)
     want = _reference(llama_dir, IDS, [IDS, IDS[:4]])
+    stored = _stored(llama_dir)["lm_head.weight"]
     scope, streamer = _stream(llama_dir)
+    head = scope.parts.head.weight
+    mapped_at = head.data_ptr()
     a = scope.lens(IDS)
+    assert head.data_ptr() != mapped_at and torch.equal(head, stored)  # the head read directly, in place of its map
     assert streamer._mapped <= {0}  # blocks 1.. read directly (block 0 was taken at load, before the drop)
     later = [k for i in range(1, scope.n_layers) for k in streamer.keys[i].values()]
     assert streamer.direct.bytes_read >= Shards(llama_dir).nbytes(later)  # every byte, in aligned reads
@@ -134,12 +149,7 @@ def test_cached_blocks_are_mapped_not_read_again(llama_dir):
 
 def test_a_kept_weight_keeps_its_buffer(llama_dir):
     """A caller that keeps a block's tensor keeps its bytes: later blocks go to another buffer."""
-    from safetensors.torch import load_file
-
-    stored = {}
-    for p in llama_dir.glob("*.safetensors"):
-        stored.update({k: v.clone() for k, v in load_file(p).items()})  # copies: no map of the shards stays
-    gc.collect()
+    stored = _stored(llama_dir)
     scope, streamer = _stream(llama_dir)
     kept = streamer._fetch(1).result()  # block 1's tensors, as the worker hands them over
     assert 1 not in streamer._mapped  # read directly

@@ -154,6 +154,12 @@ def load_streamed(
             _set(model, name, t, is_param)
     streamer = BlockStreamer(blocks, keys, shards, dtype=dtype, device=device, prefetch=True)
     streamer.warm = warm
+    for all_names, key, is_param in resident:  # who holds each warm tensor (tied names: several)
+        if key in warm:
+            for name in all_names:
+                mod_path, _, attr = name.rpartition(".")
+                owner = model.get_submodule(mod_path) if mod_path else model
+                streamer.warm_owners.setdefault(key, []).append((owner, attr, is_param))
     on_disk = shards.nbytes([k for block_keys in keys for k in block_keys.values()])
     streamer.forget = on_disk + res_bytes > _available_memory()  # the cache cannot keep the blocks between passes
     streamer.budget, streamer.resident_bytes = budget, res_bytes  # what batches may use (data.distributed)

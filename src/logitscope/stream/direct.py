@@ -23,6 +23,7 @@ bytes, a slower path.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import sys
@@ -91,9 +92,10 @@ class DirectReader:
     def available() -> bool:
         return hasattr(os, "O_DIRECT") and hasattr(os, "preadv")
 
-    def read(self, entries: dict[str, Entry]) -> dict[str, torch.Tensor] | None:
+    def read(self, entries: dict[str, Entry], *, pooled: bool = True) -> dict[str, torch.Tensor] | None:
         """The tensors ``{name: entry}`` as views of one buffer, read from disk; ``None`` where a
-        file refuses ``O_DIRECT`` (nothing read).
+        file refuses ``O_DIRECT`` (nothing read). ``pooled=False``: a buffer of their own, outside
+        the pool (for tensors kept for good, such as the head), freed with the last of them.
 
         Raises:
             CorruptWeightsError: a file ends before a tensor does.
@@ -102,7 +104,11 @@ class DirectReader:
         if not plan or any(path in self.refused for path, *_ in plan):
             return None
         need = sum(end - begin for _, begin, end, _ in plan)
-        buf = self._take(need)
+        if pooled:
+            buf = self._take(need)
+        else:
+            buf = _Buffer(need)
+            buf.reading = True
         try:
             out = self._fill(buf, plan)
         finally:
@@ -143,7 +149,7 @@ class DirectReader:
                     break  # end of file
                 done += n
         except OSError as err:
-            if done == 0 and err.errno == 22:  # EINVAL: this file system takes no direct reads
+            if done == 0 and err.errno == errno.EINVAL:  # this file system takes no direct reads
                 self.refused.add(path)
                 return None
             raise
@@ -156,7 +162,7 @@ class DirectReader:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
             except OSError as err:
-                if err.errno != 22:
+                if err.errno != errno.EINVAL:
                     raise
                 self.refused.add(path)
                 return None

@@ -64,8 +64,10 @@ class BlockStreamer:
         timeline: ``(event, block, perf_counter seconds)`` for ``"enter"``/``"ready"``/``"exit"`` of
             each block forward and ``"load0"``/``"load1"`` (start/end of the worker's read of it):
             where a streamed pass spends its time (``bench/bench_bigmodel.py`` summarises it).
-        warm: checkpoint names of mapped resident tensors (the head) read into the page cache
-            when the last block of the first pass starts.
+        warm: checkpoint names of mapped resident tensors (the head) read when the last block of
+            the first pass starts: with ``O_DIRECT`` into memory of their own, put in place of the
+            maps when that block ends (where the tensor's owners are in ``warm_owners``:
+            ``{name: [(module, attribute, is_parameter), ...]}``), else into the page cache.
         cyclic: when the last block starts, read block 0 into the page cache for the next forward.
         forget: after a block's forward, drop its pages from the page cache (set by
             :func:`~logitscope.stream.build.load_streamed` when the checkpoint is larger than the
@@ -93,6 +95,8 @@ class BlockStreamer:
         self.wait_s = 0.0
         self.timeline: deque[tuple[str, int, float]] = deque(maxlen=8192)  # the latest events
         self.warm: list[str] = []
+        self.warm_owners: dict[str, list[tuple[nn.Module, str, bool]]] = {}
+        self._warm_read: Future | None = None
         self.budget: int | None = None
         self.resident_bytes = 0
         self.cyclic = True
@@ -181,6 +185,24 @@ class BlockStreamer:
         else:
             self._ahead(keys)
 
+    def _read_resident(self, keys: list[str]) -> dict[str, torch.Tensor] | None:
+        """The mapped resident tensors ``keys`` (the head) read with ``O_DIRECT`` into memory of
+        their own (worker thread); ``None`` where refused."""
+        return self.direct.read({k: self.shards.entries[k] for k in keys}, pooled=False)
+
+    def _adopt_resident(self) -> None:
+        """Put the directly read resident tensors in place of their maps (every tied name's
+        parameter gets the new data: the same bytes, now in anonymous memory, so the statistics
+        fault no file page in and the maps' pages are released)."""
+        future, self._warm_read = self._warm_read, None
+        got = future.result() if future is not None else None
+        for key, t in (got or {}).items():
+            for module, attr, is_param in self.warm_owners.get(key, ()):
+                if is_param:
+                    module._parameters[attr].data = t
+                else:
+                    module._buffers[attr] = t
+
     def _ahead(self, keys) -> None:
         """Have the kernel read ``keys`` into the page cache (not into this process), in the worker."""
         self._pool.submit(self.shards.advise, list(keys))
@@ -248,8 +270,11 @@ class BlockStreamer:
             self._fetch(i + 1)
         elif self.prefetch and self._pool is not None:  # the last block: the head, then the next pass
             if self.warm:
-                self._ahead(self.warm)
-                self.warm = []
+                warm, self.warm = self.warm, []
+                if self.direct is not None and self.warm_owners and self.shards.resident(warm) < 0.5:
+                    self._warm_read = self._pool.submit(self._read_resident, warm)
+                else:
+                    self._ahead(warm)
             if self.cyclic and i:  # into the page cache only: the statistics' memory stays one block lower
                 self._ahead(self.keys[0].values())
 
@@ -262,6 +287,7 @@ class BlockStreamer:
             trim_heap()  # the block's temporaries are freed: their pages go back, not into a growing heap
             if self.direct is not None and i == len(self.blocks) - 1:
                 self.direct.shrink(0)  # the pass is over: unmap the free buffers (the head's statistics follow)
+                self._adopt_resident()
             if self.forget and i in self._mapped:  # the views are gone with the parameters: their pages can go too
                 keys = list(self.keys[i].values())
                 if self._pool is not None:
@@ -281,6 +307,7 @@ class BlockStreamer:
             self._pool.submit(lambda: None).result()
         if self.direct is not None:
             self.direct.shrink(0)
+            self._adopt_resident()  # a forward that failed in its last block
 
     def close(self) -> None:
         """Remove the hooks and stop the worker; the blocks stay on ``meta``."""

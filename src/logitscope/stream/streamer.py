@@ -269,6 +269,8 @@ class BlockStreamer:
         if self.prefetch and i + 1 < len(self.blocks):
             self._fetch(i + 1)
         elif self.prefetch and self._pool is not None:  # the last block: the head, then the next pass
+            if self.direct is not None:
+                self.direct.shrink(0)  # no block follows in this pass: the free buffer goes before the head comes
             if self.warm:
                 warm, self.warm = self.warm, []
                 if self.direct is not None and self.warm_owners and self.shards.resident(warm) < 0.5:

@@ -39,13 +39,15 @@ def _checkpoint_key(names: list[str], shards: Shards, prefix: str) -> str | None
     return None
 
 
-def _set(model: nn.Module, name: str, value: torch.Tensor, is_param: bool) -> None:
+def _set(model: nn.Module, name: str, value: torch.Tensor, is_param: bool) -> tuple[nn.Module, str]:
+    """Set parameter or buffer ``name`` to ``value``; returns its owner module and attribute."""
     mod_path, _, attr = name.rpartition(".")
     module = model.get_submodule(mod_path) if mod_path else model
     if is_param:
         module._parameters[attr] = nn.Parameter(value, requires_grad=False)
     else:
         module._buffers[attr] = value
+    return module, attr
 
 
 def stored_dtype(shards: Shards) -> torch.dtype:
@@ -139,6 +141,7 @@ def load_streamed(
         rows_only = None
     res_bytes = 0
     warm = []  # mapped resident tensors the streamer reads ahead during the first pass (the head)
+    owners: dict[str, list] = {}  # who holds each of them (tied names: several)
     for all_names, key, is_param in resident:
         t = shards.view(key)
         if t.is_floating_point() and t.dtype != dtype:
@@ -151,15 +154,11 @@ def load_streamed(
             if not copied:
                 warm.append(key)
         for name in all_names:  # one tensor for every tied name
-            _set(model, name, t, is_param)
+            module, attr = _set(model, name, t, is_param)
+            if key in warm:
+                owners.setdefault(key, []).append((module, attr, is_param))
     streamer = BlockStreamer(blocks, keys, shards, dtype=dtype, device=device, prefetch=True)
-    streamer.warm = warm
-    for all_names, key, is_param in resident:  # who holds each warm tensor (tied names: several)
-        if key in warm:
-            for name in all_names:
-                mod_path, _, attr = name.rpartition(".")
-                owner = model.get_submodule(mod_path) if mod_path else model
-                streamer.warm_owners.setdefault(key, []).append((owner, attr, is_param))
+    streamer.warm, streamer.warm_owners = warm, owners
     on_disk = shards.nbytes([k for block_keys in keys for k in block_keys.values()])
     streamer.forget = on_disk + res_bytes > _available_memory()  # the cache cannot keep the blocks between passes
     streamer.budget, streamer.resident_bytes = budget, res_bytes  # what batches may use (data.distributed)

@@ -28,13 +28,12 @@ import mmap
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Iterable
 
 import torch
 
 from ..errors import CorruptWeightsError
-from .shards import Entry
+from .shards import Entry, tensor_in
 
 ALIGN = 4096  # O_DIRECT: file offsets, lengths and buffer addresses in multiples of the logical block size
 _MERGE_GAP = 1 << 20  # tensors at most this many bytes apart are read in one request
@@ -133,7 +132,7 @@ class DirectReader:
                         f"({begin + want}): the file is truncated"
                     )
                 for name, e in items:
-                    out[name] = _view(buf.mm, pos + e.begin - begin, e)
+                    out[name] = tensor_in(buf.mm, pos + e.begin - begin, e)
                 pos += end - begin
         return out
 
@@ -202,16 +201,3 @@ class DirectReader:
                 os.close(fd)
             self._fds.clear()
 
-
-def _view(mm: mmap.mmap, offset: int, e: Entry) -> torch.Tensor:
-    numel = 1
-    for s in e.shape:
-        numel *= s
-    if not numel:
-        return torch.empty(e.shape, dtype=e.dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = torch.frombuffer(mm, dtype=e.dtype, count=numel, offset=offset).view(e.shape)
-    if offset % t.element_size():  # odd-aligned in the file: kernels want natural alignment
-        t = t.clone()
-    return t

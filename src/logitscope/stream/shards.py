@@ -193,9 +193,6 @@ class Shards:
         """
         e = self.entries[name]
         start = e.begin - e.begin % _PAGE
-        numel = 1
-        for s in e.shape:
-            numel *= s
         if e.nbytes == 0:
             return torch.empty(e.shape, dtype=e.dtype)
         with open(e.path, "rb") as f:
@@ -204,15 +201,25 @@ class Shards:
                     f"{e.path!r} is truncated: it ends before its tensor {name!r} does (byte {e.end})"
                 )
             mm = mmap.mmap(f.fileno(), e.end - start, access=mmap.ACCESS_COPY, offset=start)
-        offset = e.begin - start
         if willneed and hasattr(mm, "madvise"):
             mm.madvise(mmap.MADV_WILLNEED)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # frombuffer warns about non-writable buffers; ACCESS_COPY is writable
-            t = torch.frombuffer(mm, dtype=e.dtype, count=numel, offset=offset).view(e.shape)
-        if offset % t.element_size():  # an odd-aligned tensor: kernels want natural alignment
-            t = t.clone()
-        return t
+        return tensor_in(mm, e.begin - start, e)
+
+
+def tensor_in(buffer, offset: int, e: Entry) -> torch.Tensor:
+    """The tensor ``e`` whose bytes start at ``offset`` of a writable ``buffer`` (a file map or a
+    read buffer): a view, no copy, and the view keeps the buffer alive; copied only if misaligned."""
+    if e.nbytes == 0:
+        return torch.empty(e.shape, dtype=e.dtype)
+    numel = 1
+    for s in e.shape:
+        numel *= s
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # frombuffer warns about non-writable buffers; these are writable
+        t = torch.frombuffer(buffer, dtype=e.dtype, count=numel, offset=offset).view(e.shape)
+    if offset % t.element_size():  # an odd-aligned tensor: kernels want natural alignment
+        t = t.clone()
+    return t
 
 
 @functools.cache

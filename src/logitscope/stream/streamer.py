@@ -175,8 +175,8 @@ class BlockStreamer:
 
     def read_ahead(self, i: int) -> None:
         """Start reading block ``i`` for the next forward (block 0 at load): into a buffer where the
-        block is read directly (it then holds one block's memory until used), else into the page
-        cache only."""
+        block is not in the page cache (it then holds one block's memory until used), else into
+        the page cache only (a cached block mapped now would count in this process until used)."""
         if self._pool is None:
             return
         keys = list(self.keys[i].values())
@@ -187,8 +187,14 @@ class BlockStreamer:
 
     def _read_resident(self, keys: list[str]) -> dict[str, torch.Tensor] | None:
         """The mapped resident tensors ``keys`` (the head) read with ``O_DIRECT`` into memory of
-        their own (worker thread); ``None`` where refused."""
-        return self.direct.read({k: self.shards.entries[k] for k in keys}, pooled=False)
+        their own (worker thread); ``None`` where refused, or where their pages are cached (mostly)
+        already: then the kernel reads the rest into the page cache, and the maps stay."""
+        if self.shards.resident(keys) < 0.5:
+            got = self.direct.read({k: self.shards.entries[k] for k in keys}, pooled=False)
+            if got is not None:
+                return got
+        self.shards.advise(keys)
+        return None
 
     def _adopt_resident(self) -> None:
         """Put the directly read resident tensors in place of their maps (every tied name's
@@ -273,7 +279,7 @@ class BlockStreamer:
                 self.direct.shrink(0)  # no block follows in this pass: the free buffer goes before the head comes
             if self.warm:
                 warm, self.warm = self.warm, []
-                if self.direct is not None and self.warm_owners and self.shards.resident(warm) < 0.5:
+                if self.direct is not None and self.warm_owners:
                     self._warm_read = self._pool.submit(self._read_resident, warm)
                 else:
                     self._ahead(warm)
